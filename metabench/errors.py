@@ -1,0 +1,14 @@
+"""The one exception type that users see.
+
+Anything raised as `MetabenchError` is bad input or an unmet request that the
+user can fix; the CLI prints its message on one line and exits 2, with no
+traceback. Every other exception is a bug and keeps its traceback.
+"""
+
+
+class MetabenchError(ValueError):
+    """Bad input: the message says what is wrong and what to do about it."""
+
+
+class LengthError(MetabenchError):
+    """A requested token length cannot be met (too short for a task, etc.)."""

@@ -1,0 +1,45 @@
+"""The reference tokenizer: a byte-level BPE with the meta-token as a special token.
+
+Trained deterministically on procedural filler and task text, so it knows
+every word the suites use; byte-level, so it encodes any text at all. The
+bundled copy in metabench/assets/tokenizer is the default `--tokenizer` and
+the reference model's tokenizer. Rebuild it with
+
+    python -m metabench.reference_tokenizer metabench/assets/tokenizer
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+META_TOKEN = "<|meta|>"  # the paper's _PAUSE_ token
+EOS_TOKEN = "<|endoftext|>"
+VOCAB_SIZE = 4096
+
+
+def corpus(n_sentences: int = 20000, n_layouts: int = 400) -> list[str]:
+    from metabench.haystack import procedural_sentences
+    from metabench.tasks import FAMILIES
+
+    rng = random.Random(0)
+    texts = procedural_sentences(rng, n_sentences)
+    for variants in FAMILIES.values():
+        for spec in variants.values():
+            for i in range(n_layouts // 10):
+                lay = spec.layout(rng, i, None)
+                texts.append(
+                    lay.instruction + "".join(b.text for b in lay.blocks) + lay.question + lay.answer_prefix + " " + lay.target
+                )
+    return texts
+
+
+def build(out_dir: str | Path) -> Path:
+    from metabench.tokenizer import train_bpe
+
+    return train_bpe(corpus(), out_dir, vocab_size=VOCAB_SIZE, special_tokens=(EOS_TOKEN, META_TOKEN))
+
+
+if __name__ == "__main__":
+    print(build(sys.argv[1] if len(sys.argv) > 1 else "metabench/assets/tokenizer"))

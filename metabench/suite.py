@@ -1,0 +1,154 @@
+"""Suites: which tasks, variants, lengths and samples per length, as YAML.
+
+    name: default
+    seed: 0
+    lengths: [0.25x, 0.5x, 1x, 1.5x, 2x]   # context multiples or tokens
+    samples: 20                            # per task and length
+    tasks:
+      - task: needle
+        variant: multikey
+        samples: 10                        # optional per-entry override
+        params: {depths: [0, 0.5, 1]}      # optional spec overrides
+        name: needle/multikey-3depths      # optional, defaults to task/variant
+
+Bundled suites live in metabench/suites/; `load_suite` takes a bundled name
+or a path. Every error names the file and the key to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from metabench.errors import MetabenchError
+from metabench.tasks import FAMILIES, TaskSpec, resolve
+
+SUITES_DIR = Path(__file__).parent / "suites"
+_TOP_KEYS = {"name", "description", "seed", "lengths", "samples", "tasks"}
+_ENTRY_KEYS = {"task", "variant", "samples", "params", "name"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    task: str
+    variant: str
+    spec: TaskSpec
+    samples: int
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    seed: int
+    lengths: tuple[str, ...]
+    entries: tuple[Entry, ...]
+    description: str = ""
+    source: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def with_overrides(
+        self,
+        seed: int | None = None,
+        lengths: tuple[str, ...] | None = None,
+        samples: int | None = None,
+        entries: tuple[Entry, ...] | None = None,
+    ) -> "Suite":
+        out = self
+        if seed is not None:
+            out = dataclasses.replace(out, seed=seed)
+        if lengths is not None:
+            out = dataclasses.replace(out, lengths=lengths)
+        if entries is not None:
+            out = dataclasses.replace(out, entries=entries)
+        if samples is not None:
+            if samples <= 0:
+                raise MetabenchError(f"--samples must be a positive number, got {samples}")
+            out = dataclasses.replace(out, entries=tuple(dataclasses.replace(e, samples=samples) for e in out.entries))
+        return out
+
+
+def bundled_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise MetabenchError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise MetabenchError(
+                f"unknown suite {name_or_path!r}: give a YAML file or one of: {', '.join(bundled_suites())}"
+            )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MetabenchError(f"cannot read suite {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise MetabenchError(f"suite {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    return parse_suite(data, str(path))
+
+
+def parse_suite(data: Any, source: str = "<suite>") -> Suite:
+    where = f"suite {source}"
+    if not isinstance(data, dict):
+        raise MetabenchError(f"{where}: expected a mapping with keys {sorted(_TOP_KEYS)}")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise MetabenchError(f"{where}: unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(_TOP_KEYS))})")
+    for key in ("tasks", "lengths"):
+        if key not in data:
+            raise MetabenchError(f"{where}: missing key {key!r}")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise MetabenchError(f"{where}: key 'seed' must be a non-negative integer, got {seed!r}")
+    lengths = data["lengths"]
+    if not isinstance(lengths, list) or not lengths:
+        raise MetabenchError(f"{where}: key 'lengths' must be a non-empty list such as [0.5x, 1x, 2x]")
+    default_samples = _positive_int(data.get("samples", 10), f"{where}: key 'samples'")
+    tasks = data["tasks"]
+    if not isinstance(tasks, list) or not tasks:
+        raise MetabenchError(f"{where}: key 'tasks' must be a non-empty list of {{task: ..., variant: ...}}")
+    entries: list[Entry] = []
+    names: set[str] = set()
+    for i, item in enumerate(tasks):
+        at = f"{where}: tasks[{i}]"
+        if isinstance(item, str):
+            item = {"task": item}
+        if not isinstance(item, dict) or "task" not in item:
+            raise MetabenchError(f"{at}: expected a mapping with a 'task' key")
+        unknown = set(item) - _ENTRY_KEYS
+        if unknown:
+            raise MetabenchError(f"{at}: unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(_ENTRY_KEYS))})")
+        params = item.get("params") or {}
+        if not isinstance(params, dict):
+            raise MetabenchError(f"{at}.params: expected a mapping of parameter: value")
+        try:
+            spec = resolve(str(item["task"]), str(item.get("variant") or ""), params)
+        except MetabenchError as exc:
+            raise MetabenchError(f"{at}: {exc}") from exc
+        variant = str(item.get("variant") or "") or next(iter(FAMILIES[spec.family]))
+        samples = _positive_int(item.get("samples", default_samples), f"{at}.samples")
+        name = str(item.get("name") or f"{spec.family}/{variant}")
+        if name in names:
+            raise MetabenchError(f"{at}: entry name {name!r} appears twice; give one a distinct 'name'")
+        names.add(name)
+        entries.append(Entry(name, spec.family, variant, spec, samples))
+    return Suite(
+        name=str(data.get("name") or Path(source).stem),
+        seed=seed,
+        lengths=tuple(str(x) for x in lengths),
+        entries=tuple(entries),
+        description=str(data.get("description") or ""),
+        source=source,
+    )

@@ -1,0 +1,110 @@
+"""What every task family provides: a typed spec that turns an RNG into a layout.
+
+A task does not build prompts of a given length itself. It returns a `Layout`:
+the instruction, the pieces of content (`Block`s) with the relative depth at
+which each sits in the filler, the question and the answer. `lengths.fit`
+then surrounds the blocks with filler until the prompt fills its token budget.
+This keeps every family a small pure function and puts all length handling in
+one place.
+
+Meta-token markers: each block lists the character offsets where the paper
+places meta-tokens (after the queried list, around the counted segment, ...).
+With a marker string given, the spec inserts it there; without one the offsets
+still record where it would go. Visible delimiters (brackets, `|`) always
+mark those places too, so ordinary models can solve every task.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+Filler = Literal["haystack", "kv_pairs"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A piece of content placed at `depth` (0 = start, 1 = end) of the filler.
+
+    `text` is inserted verbatim: it starts with a space (inline prose) or a
+    newline (line-based content). `markers` are character offsets into `text`.
+    """
+
+    text: str
+    depth: float
+    markers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    instruction: str  # ends where the filler begins
+    blocks: tuple[Block, ...]
+    question: str  # starts after the filler, e.g. "\n\nQuestion: ..."
+    answer_prefix: str  # put after the question (and after a chat template's assistant turn)
+    target: str  # the canonical answer, as a model should write it
+    answers: tuple[str, ...]  # the strings that string-match scoring looks for
+    depth: float | None = None  # the task's primary depth, where it has one
+    info: dict[str, Any] = field(default_factory=dict)  # task-specific facts, recorded per sample
+    filler: Filler = "haystack"
+    avoid: tuple[str, ...] = ()  # strings that must not occur in the filler (needle keys, values)
+
+
+def with_marker(text: str, offset: int, marker: str | None) -> tuple[str, int]:
+    """Insert `" " + marker` at `offset`; return the new text and the marker's own offset."""
+    if not marker:
+        return text, offset
+    return text[:offset] + " " + marker + text[offset:], offset + 1
+
+
+def insert_markers(text: str, offsets: list[int], marker: str | None) -> tuple[str, tuple[int, ...]]:
+    """Insert the marker at several offsets (given in the unmarked text)."""
+    if not marker:
+        return text, tuple(offsets)
+    out: list[int] = []
+    shift = 0
+    for off in sorted(offsets):
+        text, pos = with_marker(text, off + shift, marker)
+        out.append(pos)
+        shift += len(marker) + 1
+    return text, tuple(out)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Base of every family's spec: frozen, typed, validated in `__post_init__`.
+
+    Subclasses set `family`, `description`, `metrics` (the first is primary) and
+    implement `layout`. `depths` are the needle depths cycled over samples
+    (sample i uses depths[i % len(depths)]); families without depth ignore them.
+    """
+
+    family: ClassVar[str]
+    description: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]
+    depths: tuple[float, ...] = (0.5,)
+
+    def __post_init__(self) -> None:
+        if not self.depths or any(not 0.0 <= d <= 1.0 for d in self.depths):
+            raise ValueError(f"{self.family}: depths must be a non-empty list of numbers in [0, 1], got {self.depths}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+                raise ValueError(f"{self.family}: {f.name} must be a positive integer, got {value}")
+
+    def depth_for(self, index: int) -> float:
+        return self.depths[index % len(self.depths)]
+
+    def layout(self, rng: random.Random, index: int, marker: str | None) -> Layout:
+        raise NotImplementedError
+
+    def chance(self) -> float:
+        """Expected primary score of a model that guesses (0 when guessing is hopeless)."""
+        return 0.0
+
+    def params(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
