@@ -1,0 +1,89 @@
+"""Data generation speed: metabench's needle generator vs lm-eval's RULER niah_single_1.
+
+Both generate the same number of single-needle samples (word key, number
+value, RULER's `niah_single_1` setting) at 4k, 16k and 32k tokens with the
+same tokenizer, in one run. Prints samples/s of each, their ratio, and how
+full each fills its budget. Then checks that metabench's memory stays flat in
+the number of samples (it streams to disk).
+
+    python3 benchmarks/datagen.py [--tokenizer DIR] [--samples 500]
+
+Needs lm-eval with its RULER extras (`pip install lm-eval wonderwords nltk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from metabench.cli import default_tokenizer
+from metabench.generate import Options, generate_to_file, iter_samples
+from metabench.suite import parse_suite
+from metabench.tokenizer import load_tokenizer
+
+
+def ruler(tokenizer_dir: str, length: int, n: int) -> tuple[float, float]:
+    from transformers import AutoTokenizer
+    from lm_eval.tasks.ruler.niah_utils import TEMPLATE
+    from lm_eval.tasks.ruler.prepare_niah import generate_samples, get_haystack
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    t = time.perf_counter()
+    rows = generate_samples(
+        get_haystack(type_haystack="repeat"), max_seq_length=length, template=TEMPLATE,
+        type_haystack="repeat", type_needle_k="words", type_needle_v="numbers", num_samples=n, TOKENIZER=tok,
+    )
+    dt = time.perf_counter() - t
+    fill = statistics.mean((r["length"] + 128) / length for r in rows)  # RULER reserves 128 answer tokens
+    return len(rows) / dt, fill
+
+
+def ours(tokenizer_dir: str, length: int, n: int) -> tuple[float, float]:
+    tok = load_tokenizer(tokenizer_dir)
+    suite = parse_suite({"lengths": [length], "samples": n, "tasks": [{"task": "needle", "variant": "single"}]})
+    list(iter_samples(parse_suite({"lengths": [length], "samples": 1, "tasks": ["needle"]}), tok, Options()))  # pool
+    t = time.perf_counter()
+    rows = list(iter_samples(suite, tok, Options()))
+    dt = time.perf_counter() - t
+    fill = statistics.mean((r.prompt_tokens + r.answer_budget) / length for r in rows)
+    return len(rows) / dt, fill
+
+
+def peak_memory(tokenizer_dir: str, n: int) -> float:
+    tok = load_tokenizer(tokenizer_dir)
+    list(iter_samples(parse_suite({"lengths": [16384], "samples": 1, "tasks": ["needle"]}), tok, Options()))
+    suite = parse_suite({"lengths": [16384], "samples": n, "tasks": ["needle"]})
+    with tempfile.TemporaryDirectory() as d:
+        tracemalloc.start()
+        generate_to_file(suite, tok, Options(), Path(d) / "x.jsonl")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak / 2**20
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokenizer", default=default_tokenizer())
+    p.add_argument("--samples", type=int, default=500, help="samples per length (lm-eval's RULER uses 500)")
+    p.add_argument("--lengths", default="4096,16384,32768")
+    args = p.parse_args()
+    logging.disable(logging.WARNING)
+    print(f"tokenizer: {args.tokenizer}; {args.samples} samples per length\n")
+    print(f"{'length':>7} {'RULER/s':>9} {'metabench/s':>12} {'ratio':>7} {'RULER fill':>11} {'metabench fill':>15}")
+    for length in map(int, args.lengths.split(",")):
+        r_rate, r_fill = ruler(args.tokenizer, length, args.samples)
+        m_rate, m_fill = ours(args.tokenizer, length, args.samples)
+        print(f"{length:>7} {r_rate:>9.1f} {m_rate:>12.1f} {m_rate / r_rate:>6.1f}x {r_fill:>10.1%} {m_fill:>14.1%}")
+    small, large = 100, 1000
+    a, b = peak_memory(args.tokenizer, small), peak_memory(args.tokenizer, large)
+    print(f"\npeak Python memory writing 16k-token samples to disk: {small} samples {a:.1f} MiB, "
+          f"{large} samples {b:.1f} MiB ({b / a:.2f}x for {large // small}x the samples)")
+
+
+if __name__ == "__main__":
+    main()
