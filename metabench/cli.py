@@ -99,6 +99,109 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from metabench.report import ReportOptions, build_report
+
+    title = args.title or (Path(args.out).parent.name if Path(args.out).parent.name not in ("", ".") else "metabench")
+    opts = ReportOptions(title=title, threshold=args.threshold, relative=args.relative,
+                         samples=not args.no_samples, per_cell=args.samples_per_cell)
+    path = build_report(args.results, args.out, opts)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from metabench.regress import write_baseline
+
+    print(f"wrote baseline {write_baseline(args.results, args.out)}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from metabench.regress import CheckOptions, check, format_report
+
+    report = check(args.results, args.baseline, CheckOptions(args.tolerance, args.alpha, args.correction))
+    text = format_report(report, args.format)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"metabench check: {report.verdict()} ({args.format} written to {args.output})")
+    else:
+        sys.stdout.write(text)
+    return report.exit_code
+
+
+def _parse_rope(text: str | None) -> dict | None:
+    """'{"rope_type": "yarn", "factor": 2}' or the shorthand 'yarn:factor=2,beta_fast=32'."""
+    if not text:
+        return None
+    import json
+
+    if text.lstrip().startswith("{"):
+        try:
+            rope = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MetabenchError(f"--rope: not valid JSON ({exc})") from None
+    else:
+        kind, _, rest = text.partition(":")
+        rope = {"rope_type": kind}
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise MetabenchError(f"--rope {text!r}: write TYPE:KEY=VALUE,... e.g. yarn:factor=2")
+            try:
+                rope[key.strip()] = float(value) if "." in value or "e" in value else int(value)
+            except ValueError:
+                raise MetabenchError(f"--rope: {key} must be a number, got {value!r}") from None
+    if not isinstance(rope, dict) or "rope_type" not in rope:
+        raise MetabenchError("--rope needs a rope_type, e.g. yarn:factor=2")
+    if rope["rope_type"] == "yarn" and float(rope.get("factor", 0)) <= 1:
+        raise MetabenchError("--rope yarn needs factor > 1, e.g. yarn:factor=2")
+    return rope
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from metabench.backends import BackendOptions
+    from metabench.generate import Options
+    from metabench.runner import RunConfig, format_table, run
+
+    suite = _build_suite(args)
+    for flag in ("context", "batch_size", "max_model_len", "tensor_parallel_size", "data_parallel_size", "retries"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise MetabenchError(f"--{flag.replace('_', '-')} must be a positive number, got {value}")
+    backend = BackendOptions(
+        dtype=args.dtype, device=args.device, batch_size=args.batch_size, max_model_len=args.max_model_len,
+        tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
+        gpu_memory_utilization=args.gpu_memory_utilization, rope_parameters=_parse_rope(args.rope),
+        served_model=args.served_model, retries=args.retries,
+    )
+    opts = Options(marker=args.marker, chat_template=args.chat_template, haystack_files=tuple(args.haystack or ()),
+                   answer_prefix=not args.no_answer_prefix)
+    cfg = RunConfig(
+        model=args.model, suite=suite, out=Path(args.out), tokenizer=args.tokenizer, context=args.context,
+        name=args.name, options=opts, backend=backend, allow_beyond_context=args.allow_beyond_context,
+        progress=not args.quiet, command=" ".join(["metabench", *sys.argv[1:]]),
+    )
+    summary = run(cfg)
+    print(format_table(summary))
+    print(f"results in {args.out}")
+    return 0
+
+
+def _suite_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="default", help="bundled suite name or YAML path (default: default)")
+    p.add_argument("--lengths", help="comma-separated lengths overriding the suite's: 0.5x,1x,2x or 1024,4k")
+    p.add_argument("--samples", type=int, help="samples per task and length, overriding the suite's")
+    p.add_argument("--seed", type=int, help="suite seed override")
+    p.add_argument("--tasks", help="comma-separated task[:variant] list replacing the suite's tasks")
+    p.add_argument("--param", action="append", metavar="[TASK.]KEY=VALUE", help="override a task parameter (repeatable)")
+    p.add_argument("--marker", help="insert this meta-token string at each task's meta-token positions")
+    p.add_argument("--chat-template", action="store_true", help="wrap prompts in the tokenizer's chat template")
+    p.add_argument("--haystack", nargs="+", metavar="FILE", help="use these text files as filler instead of procedural text")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def default_tokenizer() -> str:
     """The reference model's tokenizer, bundled with the package."""
     return str(Path(__file__).parent / "assets" / "tokenizer")
@@ -115,21 +218,58 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_tasks)
 
     g = sub.add_parser("generate", help="generate a suite's samples at exact token lengths (JSONL)")
-    g.add_argument("--suite", default="default", help="bundled suite name or YAML path (default: default)")
+    _suite_flags(g)
     g.add_argument("--tokenizer", default=default_tokenizer(), help="local tokenizer or model folder (default: the bundled reference tokenizer)")
     g.add_argument("--context", type=int, help="the model's context in tokens; lengths like 2x resolve against it")
-    g.add_argument("--lengths", help="comma-separated lengths overriding the suite's: 0.5x,1x,2x or 1024,4k")
-    g.add_argument("--samples", type=int, help="samples per task and length, overriding the suite's")
-    g.add_argument("--seed", type=int, help="suite seed override")
-    g.add_argument("--tasks", help="comma-separated task[:variant] list replacing the suite's tasks")
-    g.add_argument("--param", action="append", metavar="[TASK.]KEY=VALUE", help="override a task parameter (repeatable)")
-    g.add_argument("--marker", help="insert this meta-token string at each task's meta-token positions")
-    g.add_argument("--chat-template", action="store_true", help="wrap prompts in the tokenizer's chat template")
-    g.add_argument("--haystack", nargs="+", metavar="FILE", help="use these text files as filler instead of procedural text")
     g.add_argument("--verify-lengths", action="store_true", help="tokenize every prompt in full (slower; the default count is already exact for tokenizers that pass the additivity check)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--out", required=True, help="output JSONL file")
     g.set_defaults(func=_cmd_generate)
+
+    r = sub.add_parser("run", help="evaluate a model on a suite (transformers, vLLM or an OpenAI-compatible server)")
+    r.add_argument("--model", required=True, help="hf:PATH | vllm:PATH | openai:URL (a /v1 base URL)")
+    r.add_argument("--out", required=True, help="results folder; rerun the same command to resume")
+    _suite_flags(r)
+    r.add_argument("--tokenizer", help="tokenizer folder (default: the model folder; required for openai)")
+    r.add_argument("--context", type=int, help="the model's context in tokens (default: from its config or the server)")
+    r.add_argument("--name", help="model name on leaderboards (default: the folder or served model name)")
+    r.add_argument("--no-answer-prefix", action="store_true", help="end prompts at the question, without the task's answer prefix")
+    r.add_argument("--allow-beyond-context", action="store_true", help="evaluate lengths above the model's window")
+    r.add_argument("--rope", help="rope override, e.g. yarn:factor=2 or a JSON dict in transformers' rope_parameters format")
+    r.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    r.add_argument("--device", default="auto", help="hf: auto | cpu | cuda | cuda:N")
+    r.add_argument("--batch-size", type=int, default=8, help="requests per batch (hf) / concurrent requests (openai)")
+    r.add_argument("--max-model-len", type=int, help="vllm: engine window (default: the longest sample)")
+    r.add_argument("--tensor-parallel-size", type=int, default=1)
+    r.add_argument("--data-parallel-size", type=int, default=1)
+    r.add_argument("--gpu-memory-utilization", type=float, help="vllm: share of accelerator (or CPU) memory to use")
+    r.add_argument("--served-model", help="openai: model name (default: the server's first)")
+    r.add_argument("--retries", type=int, default=5, help="openai: attempts per request, with exponential backoff")
+    r.set_defaults(func=_cmd_run)
+
+    r = sub.add_parser("report", help="leaderboard HTML (one self-contained file) from results folders")
+    r.add_argument("results", nargs="+", metavar="RESULTS", help="results folders (a folder of them stands for each)")
+    r.add_argument("--out", required=True, help="output HTML file, e.g. leaderboards/NAME/index.html")
+    r.add_argument("--title", help="page title (default: the output's folder name)")
+    r.add_argument("--threshold", type=float, default=85.6, help="effective-length threshold in percent (default: RULER's 85.6)")
+    r.add_argument("--relative", type=float, default=85.0, help="relative effective length: percent of the shortest length's score (default 85)")
+    r.add_argument("--no-samples", action="store_true", help="leave out the sample browsers")
+    r.add_argument("--samples-per-cell", type=int, default=4, help="samples shown per task and length, failures first (default 4)")
+    r.set_defaults(func=_cmd_report)
+
+    b = sub.add_parser("baseline", help="store a run's per-cell statistics as a regression baseline (JSON)")
+    b.add_argument("results", metavar="RESULTS", help="results folder")
+    b.add_argument("--out", required=True, help="baseline file, e.g. leaderboards/baselines/NAME.json")
+    b.set_defaults(func=_cmd_baseline)
+
+    c = sub.add_parser("check", help="compare results with a baseline: exit 0 holds, 1 regression, 2 unusable input")
+    c.add_argument("results", metavar="RESULTS", help="results folder")
+    c.add_argument("--baseline", required=True, help="baseline file from `metabench baseline`")
+    c.add_argument("--tolerance", type=float, default=2.0, help="drops up to this many points never fail (default 2)")
+    c.add_argument("--alpha", type=float, default=0.05, help="one-sided significance level (default 0.05)")
+    c.add_argument("--correction", choices=("none", "holm"), default="none", help="multiple-testing correction over cells (default none)")
+    c.add_argument("--format", choices=("text", "markdown", "github", "junit"), default="text", help="output format (default text)")
+    c.add_argument("--output", help="write the report to this file instead of stdout")
+    c.set_defaults(func=_cmd_check)
     return p
 
 

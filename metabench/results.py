@@ -1,0 +1,146 @@
+"""Results folders: the one format that runs write and reports, checks and imports read.
+
+A results folder (`metabench run --out results/NAME`, or `metabench
+import-lm-eval`) holds:
+
+    config.json     what defines the run (model, suite, seed, lengths, options);
+                    a resumed run must match it exactly
+    results.jsonl   one row per scored sample, appended and flushed as it finishes
+    summary.json    scores per cell with 95% confidence intervals, plus provenance
+
+A row (results.jsonl):
+
+    {"id", "entry", "task", "variant", "index", "length", "length_label",
+     "depth", "prompt_sha256", "prompt_tokens", "target", "answers",
+     "prediction", "scores": {metric: value in [0, 1]}, "primary": metric,
+     "chance", "output_tokens", "latency_s", "prompt_head", "prompt_tail"}
+
+summary.json:
+
+    {"format": "metabench.summary/1",
+     "model": {"name", "spec", "context"},
+     "suite": {"name", "seed", "lengths": {label: tokens}, "entries": [...]},
+     "provenance": {...},
+     "cells": [{"entry", "task", "variant", "length", "length_label", "depth",
+                "n", "primary", "chance",
+                "metrics": {metric: {"mean", "ci_low", "ci_high"}}}]}
+
+Scores are fractions in [0, 1] everywhere in files; reports show percent.
+Cells: one per (entry, length) over all depths, with "depth": null; entries
+whose samples have depths (needles, ...) also get one cell per (entry,
+length, depth). Intervals: Wilson for 0/1 metrics, otherwise the normal
+approximation of the mean (clipped to [0, 1]).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from metabench.errors import MetabenchError
+from metabench.schema import dumps
+
+SUMMARY_FORMAT = "metabench.summary/1"
+Z95 = 1.959963984540054
+
+
+def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_ci(values: list[float], z: float = Z95) -> dict[str, float]:
+    """Mean and 95% interval: Wilson for 0/1 values, normal approximation otherwise."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_ci of no values")
+    mean = sum(values) / n
+    if all(v in (0.0, 1.0) for v in values):
+        lo, hi = wilson(sum(values), n, z)
+    elif n == 1:
+        lo, hi = 0.0, 1.0
+    else:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        lo, hi = max(0.0, mean - z * sd / math.sqrt(n)), min(1.0, mean + z * sd / math.sqrt(n))
+    return {"mean": mean, "ci_low": lo, "ci_high": hi}
+
+
+def summarize_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cells per (entry, length) and per (entry, length, depth); ordered as the rows first appear."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    order: list[tuple] = []
+    for r in rows:
+        keys = [(r["entry"], r["length"], None)]
+        if r.get("depth") is not None:
+            keys.append((r["entry"], r["length"], r["depth"]))
+        for k in keys:
+            if k not in groups:
+                order.append(k)
+            groups[k].append(r)
+    cells = []
+    for key in order:
+        rs = groups[key]
+        first = rs[0]
+        metrics = sorted({m for r in rs for m in r["scores"]})
+        cells.append({
+            "entry": first["entry"],
+            "task": first["task"],
+            "variant": first["variant"],
+            "length": first["length"],
+            "length_label": first["length_label"],
+            "depth": key[2],
+            "n": len(rs),
+            "primary": first["primary"],
+            "chance": first.get("chance", 0.0),
+            "metrics": {m: mean_ci([float(r["scores"][m]) for r in rs if m in r["scores"]]) for m in metrics},
+        })
+    # Stable, readable order: entry as first seen, then length, then depth (overall first).
+    entry_rank = {e: i for i, e in enumerate(dict.fromkeys(c["entry"] for c in cells))}
+    cells.sort(key=lambda c: (entry_rank[c["entry"]], c["length"], c["depth"] is not None, c["depth"] or 0.0))
+    return cells
+
+
+def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Rows of a results.jsonl. A last line without its newline (a writer killed
+    mid-line) is ignored; a damaged line anywhere else is an error."""
+    path = Path(path)
+    complete, _, _torn = path.read_text(encoding="utf-8").rpartition("\n")
+    for i, line in enumerate(complete.split("\n")):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            raise MetabenchError(f"{path}: line {i + 1} is not valid JSON; the file is damaged") from None
+
+
+def read_summary(folder: str | Path) -> dict[str, Any]:
+    """summary.json of a results folder, with a clear error when it is not one."""
+    folder = Path(folder)
+    path = folder / "summary.json" if folder.is_dir() else folder
+    if not path.is_file():
+        raise MetabenchError(f"{folder} is not a results folder: no summary.json (run `metabench run --out {folder}` first)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MetabenchError(f"{path} is not valid JSON: {exc}") from exc
+    if data.get("format") != SUMMARY_FORMAT:
+        raise MetabenchError(f"{path} has format {data.get('format')!r}, expected {SUMMARY_FORMAT!r}")
+    return data
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    from metabench.schema import atomic_writer
+
+    with atomic_writer(path) as f:
+        f.write(json.dumps(json.loads(dumps(data)), indent=1, sort_keys=True) + "\n")

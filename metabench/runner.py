@@ -1,0 +1,282 @@
+"""Run a suite on a backend: batched, resumable, with provenance.
+
+    run(RunConfig(model="hf:PATH", suite=..., out=Path("results/NAME")))
+
+Order of work: everything that can be checked without loading the model is
+checked first (folder, tokenizer, lengths against the window, a results
+folder from another run), so bad input fails in seconds. Then, length by
+length, samples are generated, tokenized once, sent in batches, scored, and
+appended to results.jsonl with a flush after each batch.
+
+Resume: config.json records what defines the run. Starting the same command
+again reads results.jsonl, drops a torn last line, skips every sample already
+scored and continues; a different configuration is an error that names the
+differing keys, never a silent mix. Samples are pure functions of their ids,
+so a resumed run scores exactly the samples an uninterrupted one would.
+
+Windows: a length above the model's window is refused unless the user passes
+`allow_beyond_context` or a rope override that extends the window. Every
+prompt's token count is checked before it is sent: a prompt is never
+truncated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from metabench import __version__
+from metabench.backends import Backend, BackendOptions, Request, make_backend, model_folder, parse_model, read_config, windows
+from metabench.errors import MetabenchError
+from metabench.generate import Options, make_sample
+from metabench.lengths import Length, parse_lengths
+from metabench.results import SUMMARY_FORMAT, read_rows, summarize_rows, write_json
+from metabench.schema import Sample, dumps
+from metabench.scoring import score
+from metabench.suite import Suite
+from metabench.tokenizer import Tokenizer, load_tokenizer
+
+EXCERPT = 400  # characters of prompt head and tail kept per row for the report's sample browser
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str  # hf:PATH | vllm:PATH | openai:URL
+    suite: Suite
+    out: Path
+    tokenizer: str | None = None  # default: the model folder
+    context: int | None = None  # default: the model's window from its config (or the server's)
+    name: str | None = None  # model name on leaderboards; default: the folder or served model name
+    options: Options = field(default_factory=Options)
+    backend: BackendOptions = field(default_factory=BackendOptions)
+    allow_beyond_context: bool = False
+    progress: bool = True
+    command: str = ""
+
+
+def _utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_commit() -> dict[str, Any]:
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+    if sha.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": sha.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def _hardware() -> dict[str, Any]:
+    hw: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        hw["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return hw
+
+
+class _Window:
+    """The model's window, known before loading it (config.json, or the server)."""
+
+    def __init__(self, cfg: RunConfig):
+        kind, target = parse_model(cfg.model)
+        self.kind = kind
+        if kind == "openai":
+            self.context = self.native = None
+            return
+        folder = model_folder(target)
+        self.context, self.native = windows(read_config(folder), cfg.backend.rope_parameters)
+
+
+def _identity(cfg: RunConfig, tok: Tokenizer, lengths: list[Length], context: int | None) -> dict[str, Any]:
+    s = cfg.suite
+    return {
+        "model": cfg.model,
+        "tokenizer": tok.fingerprint,
+        "suite": {
+            "name": s.name, "seed": s.seed,
+            "entries": [{"name": e.name, "task": e.task, "variant": e.variant, "samples": e.samples,
+                         "params": e.spec.params()} for e in s.entries],
+        },
+        "lengths": {l.label: l.tokens for l in lengths},
+        "context": context,
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg.options).items()
+                    if k != "context"},
+        "backend": cfg.backend.identity(),
+    }
+
+
+def _check_folder(out: Path, identity: dict[str, Any]) -> set[str]:
+    """Create or validate the results folder; return the ids already scored."""
+    config_path = out / "config.json"
+    results = out / "results.jsonl"
+    if out.exists() and not out.is_dir():
+        raise MetabenchError(f"--out {out} is a file; give a folder for the results")
+    if config_path.is_file():
+        import json
+
+        try:
+            old = json.loads(config_path.read_text())["identity"]
+        except (ValueError, KeyError):
+            raise MetabenchError(f"{config_path} is damaged; use a new --out folder") from None
+        old_n, new_n = json.loads(dumps(old)), json.loads(dumps(identity))
+        if old_n != new_n:
+            diff = sorted(k for k in set(old_n) | set(new_n) if old_n.get(k) != new_n.get(k))
+            raise MetabenchError(
+                f"{out} holds a run with different settings ({', '.join(diff)} differ); "
+                "rerun with the original arguments to resume, or use a new --out folder"
+            )
+    elif out.is_dir() and any(out.iterdir()):
+        raise MetabenchError(f"{out} is not empty and holds no metabench run; use a new --out folder")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(config_path, {"identity": identity, "created_at": _utc(), "metabench_version": __version__})
+    done: set[str] = set()
+    if results.is_file():
+        _drop_torn_line(results)
+        for row in read_rows(results):
+            done.add(row["id"])
+    return done
+
+
+def _drop_torn_line(path: Path) -> None:
+    """A run killed mid-write leaves a last line without newline: cut it off before appending."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def _row(s: Sample, prediction: str, n_out: int, latency: float) -> dict[str, Any]:
+    import hashlib
+
+    return {
+        "id": s.id, "entry": s.entry, "task": s.task, "variant": s.variant, "index": s.index,
+        "length": s.length, "length_label": s.length_label, "depth": s.depth,
+        "prompt_sha256": hashlib.sha256(s.prompt.encode()).hexdigest(), "prompt_tokens": s.prompt_tokens,
+        "target": s.target, "answers": s.answers, "prediction": prediction,
+        "scores": score(dataclasses.asdict(s), prediction), "primary": s.metrics[0], "chance": s.chance,
+        "output_tokens": n_out, "latency_s": round(latency, 4),
+        "prompt_head": s.prompt[:EXCERPT], "prompt_tail": s.prompt[-EXCERPT:] if len(s.prompt) > EXCERPT else "",
+    }
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    started = time.time()
+    kind, target = parse_model(cfg.model)
+    window = _Window(cfg)
+    tokenizer_path = cfg.tokenizer or (target if kind != "openai" else None)
+    backend: Backend | None = None
+    if kind == "openai":  # cheap: ask the server for its model and window first
+        backend = make_backend(cfg.model, cfg.backend, tokenizer_path)
+        window.context = window.native = backend.context
+    if tokenizer_path is None:
+        raise MetabenchError("pass --tokenizer DIR: the model's tokenizer is needed to measure lengths")
+    tok = load_tokenizer(tokenizer_path)
+    context = cfg.context or window.native
+    if context is None:
+        raise MetabenchError("the model's context length is unknown: pass --context N")
+    lengths = sorted(parse_lengths(list(cfg.suite.lengths), context), key=lambda l: l.tokens)
+    limit = window.context
+    longest = lengths[-1]
+    if limit and longest.tokens > limit:
+        if kind == "openai":
+            raise MetabenchError(
+                f"length {longest.label} ({longest.tokens} tokens) exceeds the server's max_model_len {limit}; "
+                "restart the server with a larger --max-model-len (and a rope override) or drop that length"
+            )
+        if not cfg.allow_beyond_context:
+            raise MetabenchError(
+                f"length {longest.label} ({longest.tokens} tokens) exceeds the model's {limit}-token window; pass "
+                "--allow-beyond-context to evaluate it anyway, or extend the window with --rope (e.g. YaRN)"
+            )
+    identity = _identity(cfg, tok, lengths, context)
+    done = _check_folder(cfg.out, identity)
+    opts = dataclasses.replace(cfg.options, context=context)
+    if backend is None:
+        backend = make_backend(cfg.model, cfg.backend, tokenizer_path, max_len=longest.tokens)
+    name = cfg.name or (Path(target).name if kind != "openai" else getattr(backend, "served", target))
+    results = cfg.out / "results.jsonl"
+    total = sum(e.samples for e in cfg.suite.entries)
+    chunk = max(1, cfg.backend.batch_size) * (1 if kind == "hf" else 8)
+    gen_time = 0.0
+    with open(results, "a", encoding="utf-8") as f:
+        for length in lengths:
+            todo = [(e, i) for e in cfg.suite.entries for i in range(e.samples) if f"{e.name}/{length.label}/{i}" not in done]
+            bar = None
+            if cfg.progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total, initial=total - len(todo), desc=f"{length.label:>6} ({length.tokens} tok)",
+                           unit="sample", file=sys.stderr)
+            for k in range(0, len(todo), chunk):
+                samples = [make_sample(e, length, i, cfg.suite.seed, tok, opts) for e, i in todo[k : k + chunk]]
+                requests = []
+                for s in samples:
+                    ids = tok.encode(s.prompt, specials=s.add_special_tokens)
+                    if len(ids) != s.prompt_tokens:
+                        raise RuntimeError(f"{s.id}: prompt has {len(ids)} tokens, generation measured {s.prompt_tokens}")
+                    requests.append(Request(ids, s.answer_budget))
+                order = sorted(range(len(samples)), key=lambda j: len(requests[j].token_ids))
+                t0 = time.perf_counter()
+                outs = backend.generate([requests[j] for j in order])
+                dt = time.perf_counter() - t0
+                gen_time += dt
+                by_index = dict(zip(order, outs))
+                for j, s in enumerate(samples):
+                    c = by_index[j]
+                    f.write(dumps(_row(s, c.text, len(c.token_ids), dt / len(samples))) + "\n")
+                f.flush()
+                if bar:
+                    bar.update(len(samples))
+            if bar:
+                bar.close()
+    rows = list(read_rows(results))
+    summary = {
+        "format": SUMMARY_FORMAT,
+        "model": {"name": name, "spec": cfg.model, "context": context, "native_context": window.native,
+                  "window": window.context},
+        "suite": {"name": cfg.suite.name, "seed": cfg.suite.seed, "source": cfg.suite.source,
+                  "lengths": {l.label: l.tokens for l in lengths}, "entries": identity["suite"]["entries"]},
+        "provenance": {
+            "metabench_version": __version__, **_git_commit(), "command": cfg.command,
+            "backend": backend.describe(), "tokenizer": {"path": tok.path, "fingerprint": tok.fingerprint},
+            "options": identity["options"], "backend_options": dataclasses.asdict(cfg.backend),
+            "hardware": _hardware(), "finished_at": _utc(),
+            "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+            "generate_seconds_this_session": round(gen_time, 3), "resumed_from": len(done),
+        },
+        "cells": summarize_rows(rows),
+    }
+    write_json(cfg.out / "summary.json", summary)
+    backend.close()
+    return summary
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """Primary metric (percent) per entry x length: the table printed at the end of a run."""
+    cells = [c for c in summary["cells"] if c["depth"] is None]
+    labels = list(summary["suite"]["lengths"])
+    entries = list(dict.fromkeys(c["entry"] for c in cells))
+    width = max(len(e) for e in entries) + 2
+    lines = [f"{'task':<{width}}" + "".join(f"{l:>9}" for l in labels)]
+    by = {(c["entry"], c["length_label"]): c for c in cells}
+    for e in entries:
+        vals = []
+        for l in labels:
+            c = by.get((e, l))
+            vals.append(f"{100 * c['metrics'][c['primary']]['mean']:>9.1f}" if c else f"{'-':>9}")
+        lines.append(f"{e:<{width}}" + "".join(vals))
+    return "\n".join(lines)
