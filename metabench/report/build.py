@@ -1,0 +1,244 @@
+"""Build the leaderboard: results folders -> one self-contained HTML file.
+
+The page must open offline and travel as a single CI artifact, so it has no
+external resource at all: CSS and JS are inline in the template, charts are
+inline SVG, and nothing is fetched. Every string from a results folder
+(model names, entry names, prompts, predictions, provenance) reaches the page
+through jinja2 autoescape; the template marks nothing `|safe` and the page's
+script reads data from the DOM only, never from interpolated strings.
+
+Runs are ranked by average score, ties broken by the increasing-weight
+average, then by name; every column of the tables can be re-sorted in the
+page. Output is deterministic (no timestamps): the same folders give the
+same bytes, so a committed leaderboard only changes when results do.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import jinja2
+
+from metabench.errors import MetabenchError
+from metabench.report.charts import LineChart, line_chart, multiple, score_colour, short_tokens
+from metabench.report.leaderboard import Standing, standing
+from metabench.report.runs import Cell, Run, load_runs
+
+TEMPLATE = "template.html.j2"
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    title: str = "metabench leaderboard"
+    threshold: float = 85.6  # percent: RULER's absolute effective-length threshold
+    relative: float = 85.0  # percent of the run's shortest-length score
+    samples: bool = True  # include the sample browsers
+    per_cell: int = 4  # samples shown per (entry, length)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 100:
+            raise MetabenchError(f"--threshold is a percent in (0, 100], got {self.threshold}")
+        if not 0 < self.relative <= 100:
+            raise MetabenchError(f"--relative is a percent of the shortest-length score in (0, 100], got {self.relative}")
+        if self.per_cell <= 0:
+            raise MetabenchError(f"--samples-per-cell must be positive, got {self.per_cell}")
+
+
+@dataclass(frozen=True)
+class Score:
+    """One coloured table cell, in percent."""
+
+    pct: float
+    colour: str
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+
+
+@dataclass(frozen=True)
+class Column:
+    length: int
+    label: str
+    tokens: str  # '4k'
+    multiple: str  # '2x' of the native context, '' when unknown
+    beyond: bool  # longer than the native context
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    cells: tuple[Score | None, ...]
+    average: Score | None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A task x length table or a depth x length heatmap."""
+
+    title: str
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    footer: Row | None
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: str
+    rank: int
+    run: Run
+    standing: Standing
+    by_label: dict[str, Score]  # the leaderboard's per-length-label columns
+    table: Grid
+    heatmaps: tuple[Grid, ...]
+    charts: tuple[LineChart, ...]
+    provenance: tuple[tuple[str, str], ...]
+    command: str
+    command_recorded: bool
+    entries: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+def score(mean: float, cell: Cell | None = None) -> Score:
+    if cell is None:
+        return Score(100 * mean, score_colour(mean))
+    return Score(100 * mean, score_colour(mean), 100 * cell.low, 100 * cell.high, cell.n)
+
+
+def columns(run: Run) -> tuple[Column, ...]:
+    pairs = sorted({(c.length, c.label) for c in run.cells if c.depth is None})
+    return tuple(
+        Column(n, label, short_tokens(n), multiple(n, run.context), bool(run.context and n > run.context))
+        for n, label in pairs
+    )
+
+
+def task_table(run: Run, st: Standing) -> Grid:
+    cols = columns(run)
+    cells = {(c.entry, c.length): c for c in run.cells if c.depth is None}
+    entries = list(dict.fromkeys(c.entry for c in run.cells))
+    rows = tuple(
+        Row(e, tuple(score(cells[e, col.length].mean, cells[e, col.length]) if (e, col.length) in cells else None
+                     for col in cols), score(st.task_scores[e]))
+        for e in entries
+    )
+    footer = Row("average", tuple(score(p.score) for p in st.points), score(st.average))
+    return Grid("tasks x lengths", cols, rows, footer)
+
+
+def heatmaps(run: Run) -> tuple[Grid, ...]:
+    """Depth x length for every entry that has depth cells (needles)."""
+    out = []
+    cols = columns(run)
+    for entry in dict.fromkeys(c.entry for c in run.cells if c.depth is not None):
+        cells = {(c.depth, c.length): c for c in run.cells if c.entry == entry and c.depth is not None}
+        depths = sorted({d for d, _ in cells})
+        rows = []
+        for d in depths:
+            row = tuple(score(cells[d, col.length].mean, cells[d, col.length]) if (d, col.length) in cells else None
+                        for col in cols)
+            means = [s.pct / 100 for s in row if s is not None]
+            rows.append(Row(f"{100 * d:g}%", row, score(sum(means) / len(means))))
+        out.append(Grid(entry, cols, tuple(rows), None))
+    return tuple(out)
+
+
+def charts(run: Run, threshold: float) -> tuple[LineChart, ...]:
+    by_entry: dict[str, list[tuple[int, float, float, float]]] = {}
+    for c in run.cells:
+        if c.depth is None:
+            by_entry.setdefault(c.entry, []).append((c.length, c.mean, c.low, c.high))
+    return tuple(line_chart(e, pts, run.context, threshold) for e, pts in by_entry.items())
+
+
+def provenance(run: Run) -> tuple[tuple[tuple[str, str], ...], str, bool]:
+    """Provenance as (key, text) pairs, and the command that reproduces the run."""
+    items = tuple(
+        (k, v if isinstance(v, str) else json.dumps(v, indent=1, sort_keys=True, ensure_ascii=False))
+        for k, v in sorted(run.provenance.items()) if k != "command"  # the command is shown on its own
+    )
+    command = run.provenance.get("command")
+    if isinstance(command, list):
+        command = shlex.join(map(str, command))
+    if command:
+        return items, str(command), True
+    suite = run.suite
+    parts = ["metabench", "run", "--model", run.spec or run.name, "--suite", str(suite.get("name", "?"))]
+    if suite.get("seed") is not None:
+        parts += ["--seed", str(suite["seed"])]
+    return items, shlex.join(parts + ["--out", str(run.folder)]), False
+
+
+def rank(runs: Sequence[Run], standings: Sequence[Standing]) -> list[int]:
+    """Indices of runs, best first."""
+    return sorted(range(len(runs)), key=lambda i: (-standings[i].average, -standings[i].weighted_inc, runs[i].name))
+
+
+def label_order(views: Sequence[RunView]) -> list[str]:
+    """Length labels across runs, ordered by their mean position within each run."""
+    pos: dict[str, list[int]] = {}
+    for v in views:
+        for i, p in enumerate(v.standing.points):
+            pos.setdefault(p.label, []).append(i)
+    return sorted(pos, key=lambda label: (sum(pos[label]) / len(pos[label]), label))
+
+
+def views(runs: Sequence[Run], options: ReportOptions) -> list[RunView]:
+    th, rel = options.threshold / 100, options.relative / 100
+    standings = [standing(r.cells, th, rel) for r in runs]
+    out = []
+    for place, i in enumerate(rank(runs, standings), start=1):
+        run, st = runs[i], standings[i]
+        items, command, recorded = provenance(run)
+        out.append(RunView(
+            id=f"run-{i}", rank=place, run=run, standing=st,
+            by_label={p.label: score(p.score) for p in st.points},
+            table=task_table(run, st), heatmaps=heatmaps(run), charts=charts(run, th),
+            provenance=items, command=command, command_recorded=recorded,
+            entries=tuple(dict.fromkeys(c.entry for c in run.cells)),
+            labels=tuple(p.label for p in st.points),
+        ))
+    return out
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent),
+        autoescape=True,  # every string from a results folder is text, never markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda v: "–" if v is None else f"{v:.1f}"
+    env.filters["tokens"] = lambda n: f"{n:,}"
+    # The page's Content-Security-Policy names its one inline script by hash.
+    env.filters["csp_hash"] = lambda s: "'sha256-%s'" % base64.b64encode(hashlib.sha256(str(s).encode()).digest()).decode()
+    return env
+
+
+def render(runs: Sequence[Run], options: ReportOptions) -> str:
+    from metabench import __version__
+
+    vs = views(runs, options)
+    all_entries = list(dict.fromkeys(e for v in vs for e in v.entries))
+    return environment().get_template(TEMPLATE).render(
+        title=options.title, options=options, views=vs, labels=label_order(vs), entries=all_entries,
+        version=__version__, short_tokens=short_tokens, multiple=multiple, score=score,
+    )
+
+
+def build_report(results: Sequence[str | Path], out: str | Path, options: ReportOptions = ReportOptions()) -> Path:
+    """Read results folders, write the leaderboard HTML to `out`, return its path."""
+    from metabench.schema import atomic_writer
+
+    runs = load_runs(results, options.per_cell if options.samples else None)
+    html = render(runs, options)
+    with atomic_writer(out) as f:
+        f.write(html)
+    return Path(out)
+

@@ -1,0 +1,126 @@
+"""Chart geometry for inline SVG, and the colour scale of score cells.
+
+Python computes numbers only (coordinates, tick positions, colours); the
+template draws them, so every label passes through jinja2's autoescape and
+no markup is built from strings here.
+
+Score vs length is drawn on a log2 length axis (suites double lengths), y
+0-100%. The domain always includes the model's native context, so the
+"1x" line is visible; "2x" is drawn when it falls inside the domain, and
+the region beyond 1x is shaded: that is the extrapolation a reader looks
+for first. The 95% interval is a band around the line.
+
+Colours: a light red -> yellow -> green hue ramp (hue 0..130 at 80%
+lightness) so that black numbers stay readable on every cell; the number is
+always printed, so colour is never the only carrier of the score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+WIDTH, HEIGHT = 260, 150
+LEFT, RIGHT, TOP, BOTTOM = 34, 10, 10, 26  # plot margins in px
+
+
+def score_colour(score: float) -> str:
+    """Background colour for a score fraction in [0, 1]."""
+    s = min(1.0, max(0.0, score))
+    return f"hsl({130 * s:.0f},65%,80%)"
+
+
+def short_tokens(n: int) -> str:
+    """4096 -> '4k', 1536 -> '1.5k', 131072 -> '128k', 1000 -> '1000'."""
+    if n >= 1024 and n % 512 == 0:
+        return f"{n / 1024:g}k"
+    return str(n)
+
+
+def multiple(length: int, context: int | None) -> str:
+    """A length as a multiple of the native context: '0.5x', '1x', '1.5x'; '' without a context."""
+    if not context:
+        return ""
+    return f"{round(length / context, 2):g}x"
+
+
+@dataclass(frozen=True)
+class Tick:
+    pos: float  # x or y in px
+    label: str
+
+
+@dataclass(frozen=True)
+class Dot:
+    x: float
+    y: float
+    tip: str  # tooltip text
+
+
+@dataclass(frozen=True)
+class LineChart:
+    title: str
+    width: int
+    height: int
+    line: str  # polyline points "x,y x,y"
+    band: str  # polygon points of the 95% interval
+    dots: tuple[Dot, ...]
+    x_ticks: tuple[Tick, ...]
+    y_ticks: tuple[Tick, ...]
+    markers: tuple[Tick, ...]  # vertical lines at 1x and 2x of the native context
+    beyond: float | None  # x where lengths above the native context start (shaded to the right)
+    threshold_y: float | None  # the effective-length threshold as a dashed line
+    plot: tuple[float, float, float, float]  # x0, y0, x1, y1 of the plot area
+
+
+def line_chart(
+    title: str,
+    points: Sequence[tuple[int, float, float, float]],
+    context: int | None,
+    threshold: float | None = None,
+) -> LineChart:
+    """Score vs length. `points`: (length tokens, mean, ci_low, ci_high) as fractions."""
+    if not points:
+        raise ValueError(f"line_chart {title!r}: no points")
+    points = sorted(points)
+    lengths = [p[0] for p in points]
+    lo, hi = min(lengths), max(lengths)
+    if context:
+        lo, hi = min(lo, context), max(hi, context)
+    if lo == hi:
+        lo, hi = lo / 2, hi * 2
+    x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
+    span = math.log2(hi) - math.log2(lo)
+
+    def x(n: float) -> float:
+        return round(x0 + (math.log2(n) - math.log2(lo)) / span * (x1 - x0), 1)
+
+    def y(s: float) -> float:
+        return round(y1 - min(1.0, max(0.0, s)) * (y1 - y0), 1)
+
+    line = " ".join(f"{x(n)},{y(m)}" for n, m, _, _ in points)
+    upper = [f"{x(n)},{y(h)}" for n, _, _, h in points]
+    lower = [f"{x(n)},{y(lw)}" for n, _, lw, _ in reversed(points)]
+    markers: list[Tick] = []
+    if context:
+        for k in (1, 2):
+            if lo <= k * context <= hi * 1.0001:
+                markers.append(Tick(x(k * context), f"{k}x"))
+    return LineChart(
+        title=title,
+        width=WIDTH,
+        height=HEIGHT,
+        line=line,
+        band=" ".join(upper + lower),
+        dots=tuple(
+            Dot(x(n), y(m), f"{short_tokens(n)} tokens: {100 * m:.1f}% [{100 * lw:.1f}, {100 * h:.1f}]")
+            for n, m, lw, h in points
+        ),
+        x_ticks=tuple(Tick(x(n), short_tokens(n)) for n in lengths),
+        y_ticks=tuple(Tick(y(s / 100), f"{s}") for s in (0, 50, 100)),
+        markers=tuple(markers),
+        beyond=x(context) if context and context < hi else None,
+        threshold_y=y(threshold) if threshold is not None else None,
+        plot=(x0, y0, x1, y1),
+    )
