@@ -173,14 +173,15 @@ def _row(s: Sample, prediction: str, n_out: int, latency: float) -> dict[str, An
     }
 
 
-def run(cfg: RunConfig) -> dict[str, Any]:
+def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
+    """Run (or resume) `cfg`; `backend` reuses an already loaded model for cfg.model."""
     started = time.time()
     kind, target = parse_model(cfg.model)
     window = _Window(cfg)
     tokenizer_path = cfg.tokenizer or (target if kind != "openai" else None)
-    backend: Backend | None = None
-    if kind == "openai":  # cheap: ask the server for its model and window first
+    if kind == "openai" and backend is None:  # cheap: ask the server for its model and window first
         backend = make_backend(cfg.model, cfg.backend, tokenizer_path)
+    if kind == "openai":
         window.context = window.native = backend.context
     if tokenizer_path is None:
         raise MetabenchError("pass --tokenizer DIR: the model's tokenizer is needed to measure lengths")
@@ -261,7 +262,6 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "cells": summarize_rows(rows),
     }
     write_json(cfg.out / "summary.json", summary)
-    backend.close()
     return summary
 
 
