@@ -5,4 +5,20 @@ imported only inside the modules that need them (backends, model, tokenizer
 loading), never here.
 """
 
+import sys
+
 __version__ = "0.1.0"
+
+
+def _register_if_loaded() -> None:
+    """Register the reference model with transformers' Auto classes when torch and
+    transformers are already imported (then it costs nothing). Otherwise the
+    backends call `metabench.model.register()` before loading a model, and saved
+    checkpoints also load with `trust_remote_code=True` through their auto_map."""
+    if "torch" in sys.modules and "transformers" in sys.modules:
+        from metabench.model import register
+
+        register()
+
+
+_register_if_loaded()
