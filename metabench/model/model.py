@@ -87,7 +87,9 @@ class GPTConfig:
 PRESETS: dict[str, GPTConfig] = {
     "paper": GPTConfig(meta_token_id=50257),
     "small": GPTConfig(n_layer=4, n_head=4, n_embd=256, meta_token_id=50257),
-    "tiny": GPTConfig(vocab_size=300, block_size=128, n_layer=2, n_head=2, n_embd=64, meta_token_id=299),
+    # the bundled reference tokenizer (metabench/assets/tokenizer): 4096 ids, <|meta|> is id 1;
+    # a 256-token window fits every task of the default suite at 1x (the longest needs 178)
+    "tiny": GPTConfig(vocab_size=4096, block_size=256, n_layer=4, n_head=4, n_embd=128, meta_token_id=1),
 }
 
 
@@ -252,7 +254,7 @@ class MetaAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, M, C)
         y = self.resid_dropout(self.c_proj(y)) * meta.valid[..., None].to(y.dtype)  # padding slots -> 0
         # slots index distinct positions, and padding slots carry zeros, so a scatter is exact
-        return torch.zeros_like(x).scatter(1, slots, y)  # (B, T, C)
+        return x.new_zeros(x.shape, dtype=y.dtype).scatter(1, slots, y)  # (B, T, C); y may be bf16 under autocast
 
 
 class MLP(nn.Module):
