@@ -189,6 +189,58 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from metabench.train.loop import train
+    from metabench.train.presets import PRESETS
+
+    if args.preset not in PRESETS:
+        raise MetabenchError(f"--preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
+    try:
+        cfg = PRESETS[args.preset].with_overrides(
+            seed=args.seed, meta_attention=False if args.no_meta_attention else None,
+            pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch_size=args.batch_size,
+            micro_batch=args.micro_batch, lr=args.lr, ckpt_every=args.ckpt_every, log_every=args.log_every,
+        )
+    except ValueError as exc:
+        raise MetabenchError(str(exc)) from None
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    train(cfg, args.out, device=args.device, quiet=args.quiet)
+    print(f"checkpoint in {args.out}")
+    return 0
+
+
+def _cmd_extend(args: argparse.Namespace) -> int:
+    from metabench.train.extend import extend_and_finetune
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        extend_and_finetune(args.src, args.out, args.factor, steps=args.steps, lr=args.lr,
+                            batch_size=args.batch_size, micro_batch=args.micro_batch, device=args.device)
+    except ValueError as exc:
+        raise MetabenchError(str(exc)) from None
+    print(f"checkpoint in {args.out}")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from metabench.analysis import AnalysisConfig, analyze, format_analysis
+
+    if args.samples <= 0 or args.window <= 0:
+        raise MetabenchError("--samples and --window must be positive")
+    cfg = AnalysisConfig(checkpoint=args.checkpoint, out=Path(args.out), suite=args.suite,
+                         lengths=tuple(x.strip() for x in args.lengths.split(",") if x.strip()), samples=args.samples,
+                         window=args.window, marker=args.marker, ablation=not args.no_ablation)
+    print(format_analysis(analyze(cfg)))
+    print(f"analysis in {args.out}/analysis.json")
+    return 0
+
+
 def _suite_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="default", help="bundled suite name or YAML path (default: default)")
     p.add_argument("--lengths", help="comma-separated lengths overriding the suite's: 0.5x,1x,2x or 1024,4k")
@@ -200,6 +252,22 @@ def _suite_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chat-template", action="store_true", help="wrap prompts in the tokenizer's chat template")
     p.add_argument("--haystack", nargs="+", metavar="FILE", help="use these text files as filler instead of procedural text")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _cmd_lm_eval(args: argparse.Namespace) -> int:
+    from metabench.lm_eval.wrapper import main as lm_eval_main
+
+    return lm_eval_main(args.args)
+
+
+def _cmd_import_lm_eval(args: argparse.Namespace) -> int:
+    from metabench.lm_eval.convert import import_run
+
+    done = import_run(args.source, args.out, args.name)
+    print(f"wrote {done.rows} samples of {', '.join(done.tasks)} to {done.out}")
+    if done.skipped:
+        print(f"left out tasks that are not metabench's: {', '.join(done.skipped)}")
+    return 0
 
 
 def default_tokenizer() -> str:
@@ -246,6 +314,46 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retries", type=int, default=5, help="openai: attempts per request, with exponential backoff")
     r.set_defaults(func=_cmd_run)
 
+    a = sub.add_parser("analyze", help="the paper's analyses on a meta-token checkpoint (entropy, cosine, zeroed positions)")
+    a.add_argument("checkpoint", help="checkpoint folder (MetaForCausalLM with its tokenizer)")
+    a.add_argument("--out", required=True, help="folder for analysis.json (and the ablation's results)")
+    a.add_argument("--suite", default="paper", help="suite whose prompts are analysed (default: paper)")
+    a.add_argument("--lengths", default="1x", help="lengths, relative to the checkpoint's window (default: 1x)")
+    a.add_argument("--samples", type=int, default=10, help="samples per task and length")
+    a.add_argument("--window", type=int, default=8, help="preceding tokens for the residual cosine similarity")
+    a.add_argument("--marker", default="<|meta|>", help="the checkpoint's meta-token string")
+    a.add_argument("--no-ablation", action="store_true", help="skip the zeroed-positional-encoding evaluation")
+    a.set_defaults(func=_cmd_analyze)
+
+    tr = sub.add_parser("train", help="train the reference meta-token model (run under torchrun for DDP)")
+    tr.add_argument("--preset", required=True, help="micro | tiny | small | paper (metabench/train/presets.py)")
+    tr.add_argument("--out", required=True, help="checkpoint folder; rerun the same command to resume")
+    tr.add_argument("--seed", type=int, help="model init and data seed (default 0)")
+    tr.add_argument("--no-meta-attention", action="store_true", help="ablation: no meta-attention (meta-tokens stay in the data)")
+    tr.add_argument("--pretrain-steps", type=int, help="override the preset's pre-training steps")
+    tr.add_argument("--finetune-steps", type=int, help="override the preset's fine-tuning steps")
+    tr.add_argument("--batch-size", type=int, help="global rows per step (all processes)")
+    tr.add_argument("--micro-batch", type=int, help="rows per forward in one process")
+    tr.add_argument("--lr", type=float, help="peak learning rate")
+    tr.add_argument("--ckpt-every", type=int, help="steps between resumable states")
+    tr.add_argument("--log-every", type=int, help="steps between log lines")
+    tr.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    tr.add_argument("--threads", type=int, help="torch CPU threads per process")
+    tr.add_argument("--quiet", action="store_true", help="no per-step lines on the terminal")
+    tr.set_defaults(func=_cmd_train)
+
+    ex = sub.add_parser("extend", help="YaRN-extend a checkpoint's window, optionally fine-tuning at the new one")
+    ex.add_argument("src", help="checkpoint folder")
+    ex.add_argument("--factor", type=float, required=True, help="new window / old window, e.g. 2")
+    ex.add_argument("--out", required=True, help="new checkpoint folder")
+    ex.add_argument("--steps", type=int, default=0, help="fine-tuning steps at the new window (default 0)")
+    ex.add_argument("--lr", type=float, default=3e-4, help="peak learning rate of those steps")
+    ex.add_argument("--batch-size", type=int, help="rows per step (default: the source's)")
+    ex.add_argument("--micro-batch", type=int, help="rows per forward")
+    ex.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ex.add_argument("--threads", type=int, help="torch CPU threads")
+    ex.set_defaults(func=_cmd_extend)
+
     r = sub.add_parser("report", help="leaderboard HTML (one self-contained file) from results folders")
     r.add_argument("results", nargs="+", metavar="RESULTS", help="results folders (a folder of them stands for each)")
     r.add_argument("--out", required=True, help="output HTML file, e.g. leaderboards/NAME/index.html")
@@ -270,6 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("text", "markdown", "github", "junit"), default="text", help="output format (default text)")
     c.add_argument("--output", help="write the report to this file instead of stdout")
     c.set_defaults(func=_cmd_check)
+
+    # Everything after `lm-eval` is lm-eval's: no option prefix here, so `--tasks` etc. pass through untouched.
+    le = sub.add_parser("lm-eval", add_help=False, prefix_chars="\0",
+                        help="lm-evaluation-harness with metabench's tasks included (arguments go to lm-eval)")
+    le.add_argument("args", nargs="*", help="lm-eval's arguments, e.g. --tasks metabench_recall --model hf ...")
+    le.set_defaults(func=_cmd_lm_eval)
+
+    il = sub.add_parser("import-lm-eval", help="an lm-eval run (--log_samples) -> a metabench results folder")
+    il.add_argument("source", metavar="OUTPUT_DIR", help="lm-eval's --output_path, or a results_*.json in it")
+    il.add_argument("--out", required=True, help="new results folder, e.g. results/NAME")
+    il.add_argument("--name", help="model name on leaderboards (default: the model folder's name)")
+    il.set_defaults(func=_cmd_import_lm_eval)
     return p
 
 
