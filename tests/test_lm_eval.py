@@ -1,0 +1,418 @@
+"""metabench as lm-evaluation-harness tasks, through the real lm_eval CLI on a real tiny Llama.
+
+The expensive runs are module fixtures shared by several tests:
+
+- `hf_run`: `lm_eval --include_path tasks --tasks metabench_all --model hf`
+  from the checkout, at 0.5x and 2x of the 1024-token context (2x with
+  max_length=2048: the path where a long sample is evaluated whole);
+- `runner_run`: `metabench run` on the same entries, lengths and samples,
+  batch size 1 (lm-eval's HF default), the parity reference;
+- `vllm_server` (conftest): lm-eval's local-completions against vLLM.
+
+Aggregation is checked with a scripted lm-eval model that answers right at
+one length only, so a length's metric must be exactly 1 or 0: a sample of
+another length counted as a zero (or a placeholder) would show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metabench.errors import LengthError, MetabenchError
+from metabench.lm_eval import TASKS_DIR
+from metabench.lm_eval.convert import import_run
+from metabench.lm_eval.dataset import doc_scores, samples
+from metabench.lm_eval.settings import read_settings
+from metabench.lm_eval.wrapper import lm_eval_argv
+from metabench.results import read_rows, read_summary, summarize_rows
+
+pytest.importorskip("lm_eval")
+
+REPO = Path(__file__).resolve().parent.parent
+TASKS = ("metabench_recall", "metabench_copy", "metabench_needle", "metabench_count", "metabench_parity")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+TRUNCATION_WARNINGS = ("Left truncation applied", "left truncated")  # lm-eval's HF and API models
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+def task_yaml(name: str) -> dict:
+    return yaml.load((TASKS_DIR / f"{name}.yaml").read_text(), Loader=_Loader)
+
+
+def entries() -> list[str]:
+    return [e for t in TASKS for e in task_yaml(t)["dataset_kwargs"]["entries"]]
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd[:6])}... exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def results_json(out: Path) -> dict:
+    (path,) = out.rglob("results_*.json")
+    return json.loads(path.read_text())
+
+
+def logged(out: Path) -> list[dict]:
+    return [json.loads(line) for p in sorted(out.rglob("samples_*.jsonl")) for line in p.read_text().splitlines()]
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, bytelevel_dir) -> Path:
+    """A model folder without weights: the fixture tokenizer and a config.json saying 1024 positions."""
+    out = tmp_path_factory.mktemp("cfg_model")
+    for f in bytelevel_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    (out / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 1024}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def hf_run(tiny_llama_dir, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("lm_eval_hf")
+    proc = run([sys.executable, "-m", "lm_eval", "--include_path", "tasks", "--tasks", "metabench_all",
+                "--model", "hf", "--model_args", f"pretrained={tiny_llama_dir},max_length=2048",
+                "--metadata", "samples=2", "max_seq_lengths=[0.5x,2x]", "--output_path", str(out), "--log_samples"],
+               cwd=REPO)
+    return proc, out
+
+
+@pytest.fixture(scope="module")
+def runner_run(tiny_llama_dir, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("runner")
+    suite = {"name": "lm-eval-parity", "seed": 0, "lengths": ["0.5x", "2x"], "samples": 2,
+             "tasks": [dict(zip(("task", "variant"), e.split("/"))) for e in entries()]}
+    (tmp / "suite.yaml").write_text(yaml.safe_dump(suite))
+    run([sys.executable, "-m", "metabench", "run", "--model", f"hf:{tiny_llama_dir}", "--suite", "suite.yaml",
+         "--out", "results", "--batch-size", "1", "--allow-beyond-context", "--quiet"], cwd=tmp)
+    return tmp / "results"
+
+
+# ----------------------------------------------------------------------------- the task folder
+
+
+def test_tasks_folder_is_the_package_data():
+    assert (REPO / "tasks").is_symlink() and (REPO / "tasks").resolve() == TASKS_DIR.resolve()
+    assert os.readlink(REPO / "tasks") == "metabench/lm_eval/tasks"  # relative: survives a moved checkout
+    names = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+    assert names == sorted([*TASKS, "metabench_all"])
+    assert task_yaml("metabench_all")["task"] == list(TASKS)
+    for t in TASKS:
+        y = task_yaml(t)
+        assert y["task"] == t and y["class"] == "metabench.lm_eval.task.MetabenchTask"
+        assert y["custom_dataset"] == "metabench.lm_eval.dataset.samples"
+    assert "lm_eval/tasks/*.yaml" in (REPO / "pyproject.toml").read_text()
+
+
+# ----------------------------------------------------------------------------- real lm_eval, HF model
+
+
+def test_lm_eval_hf_reports_every_task_per_length(hf_run):
+    proc, out = hf_run
+    table = proc.stdout
+    for t in TASKS:
+        assert t in table
+    for key in ("exact_match@512", "exact_match@2048", "string_match_all@512", "token_accuracy@2048"):
+        assert key in table
+    assert "metabench_all" in table.split("Groups")[-1]
+    res = results_json(out)
+    for t in TASKS:
+        r = res["results"][t]
+        n_entries = len(task_yaml(t)["dataset_kwargs"]["entries"])
+        assert res["n-samples"][t]["effective"] == n_entries * 2 * 2
+        for length in (512, 2048):
+            assert 0.0 <= r[f"exact_match@{length},none"] <= 1.0
+            assert res["higher_is_better"][t][f"exact_match@{length}"] is True
+        assert not [k for k in r if k.endswith(",none") and "@" in k and "@512" not in k and "@2048" not in k]
+    assert 0.0 <= res["results"]["metabench_all"]["exact_match,none"] <= 1.0
+
+
+def test_lm_eval_evaluates_2x_prompts_whole(hf_run):
+    proc, out = hf_run
+    assert not [w for w in TRUNCATION_WARNINGS if w in proc.stdout + proc.stderr]
+    long = [r for r in logged(out) if r["doc"]["length"] == 2048]
+    assert len(long) == len(entries()) * 2
+    for r in long:
+        doc = r["doc"]
+        assert 1024 < doc["prompt_tokens"] and doc["prompt_tokens"] + doc["answer_budget"] <= 2048
+        assert r["arguments"]["gen_args_0"]["arg_0"] == doc["prompt"]  # sent as generated, nothing added
+        assert r["arguments"]["gen_args_0"]["arg_1"]["max_gen_toks"] == doc["answer_budget"]
+
+
+def test_lm_eval_matches_metabench_run(hf_run, runner_run, tmp_path):
+    """Same model, samples and greedy decoding: lm-eval's predictions and per-length scores are metabench's."""
+    _, out = hf_run
+    imported = import_run(out, tmp_path / "imported").out
+    ours = {r["id"]: r for r in read_rows(imported / "results.jsonl")}
+    ref = {r["id"]: r for r in read_rows(runner_run / "results.jsonl")}
+    assert set(ours) == set(ref) and len(ref) == len(entries()) * 2 * 2
+    for key, r in ref.items():
+        for field in ("prompt_sha256", "prompt_tokens", "target", "prediction", "scores", "depth", "length_label"):
+            assert ours[key][field] == r[field], (key, field)
+    assert read_summary(imported)["cells"] == read_summary(runner_run)["cells"]
+    # lm-eval's own per-length numbers equal the mean of metabench's scores over that task's samples.
+    res = results_json(out)["results"]
+    for t in TASKS:
+        mine = set(task_yaml(t)["dataset_kwargs"]["entries"])
+        for length in (512, 2048):
+            rows = [r for r in ref.values() if r["entry"] in mine and r["length"] == length]
+            for metric in rows[0]["scores"]:
+                want = sum(r["scores"][metric] for r in rows) / len(rows)
+                assert res[t][f"{metric}@{length},none"] == pytest.approx(want), (t, metric, length)
+
+
+def test_import_lm_eval_writes_a_results_folder(hf_run, tmp_path, capsys):
+    from metabench.cli import main
+    from metabench.report.runs import load_run
+
+    _, out = hf_run
+    assert main(["import-lm-eval", str(out), "--out", str(tmp_path / "r")]) == 0
+    assert "wrote 36 samples of metabench_recall, metabench_copy" in capsys.readouterr().out
+    summary = read_summary(tmp_path / "r")
+    rows = list(read_rows(tmp_path / "r" / "results.jsonl"))
+    assert summary["cells"] == summarize_rows(rows)
+    assert summary["model"]["spec"].startswith("lm-eval:hf:") and summary["model"]["context"] == 1024
+    assert summary["model"]["window"] == 2048
+    assert summary["suite"]["lengths"] == {"0.5x": 512, "2x": 2048}
+    assert "--tasks metabench_all" in summary["provenance"]["command"]
+    assert load_run(tmp_path / "r", per_cell=2).samples  # the leaderboard reads it
+    assert main(["import-lm-eval", str(out), "--out", str(tmp_path / "r")]) == 2  # never overwrites
+    assert "not an empty folder" in capsys.readouterr().err
+    # Two runs in one --output_path: ambiguous, so the user picks one.
+    (results,) = out.rglob("results_*.json")
+    shutil.copy(results, results.with_name("results_2099-01-01T00-00-00.json"))
+    try:
+        with pytest.raises(MetabenchError, match="holds 2 lm-eval runs"):
+            import_run(out, tmp_path / "r2")
+    finally:
+        results.with_name("results_2099-01-01T00-00-00.json").unlink()
+
+
+# ----------------------------------------------------------------------------- the wrapper, from a wheel
+
+
+def test_metabench_lm_eval_works_from_an_installed_wheel(tiny_llama_dir, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "metabench", src / "metabench", ignore=shutil.ignore_patterns("__pycache__"))
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "whl"),
+         str(src)], cwd=tmp_path)
+    (wheel,) = (tmp_path / "whl").glob("metabench-*.whl")
+    site = tmp_path / "site"
+    run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(site), str(wheel)],
+        cwd=tmp_path)
+    env = {**ENV, "PYTHONPATH": str(site)}  # ahead of the checkout's editable install
+    proc = run([sys.executable, "-m", "metabench", "lm-eval", "--tasks", "metabench_parity", "--model", "hf",
+                "--model_args", f"pretrained={tiny_llama_dir}",
+                "--metadata", "samples=1", "max_seq_lengths=[512]", "--output_path", "out"], cwd=tmp_path, env=env)
+    assert "exact_match@512" in proc.stdout
+    source = results_json(tmp_path / "out")["configs"]["metabench_parity"]["metadata"]["config_source"]
+    assert Path(source).is_relative_to(site)
+
+
+def test_metabench_lm_eval_refuses_lengths_that_would_be_cut(tiny_llama_dir, tmp_path, capsys):
+    from metabench.cli import main
+
+    code = main(["lm-eval", "--tasks", "metabench_count", "--model", "hf", "--model_args", f"pretrained={tiny_llama_dir}",
+                 "--metadata", "max_seq_lengths=[1x,2x]", "--output_path", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "metabench: error: metabench_count: lengths 2x (2048 tokens) exceed the 1024 tokens" in err
+    assert "max_position_embeddings" in err and "--model_args ...,max_length=2048" in err
+    assert not list(tmp_path.rglob("results_*.json"))
+
+
+def test_wrapper_argv():
+    assert lm_eval_argv(["--tasks", "t"]) == ["lm-eval", "run", "--tasks", "t", "--include_path", str(TASKS_DIR)]
+    assert lm_eval_argv(["ls", "tasks"]) == ["lm-eval", "ls", "tasks", "--include_path", str(TASKS_DIR)]
+    assert lm_eval_argv(["--help"]) == ["lm-eval", "run", "--help"]
+    with pytest.raises(MetabenchError, match="adds its own --include_path"):
+        lm_eval_argv(["--tasks", "t", "--include_path", "mine"])
+
+
+# ----------------------------------------------------------------------------- local-completions against vLLM
+
+
+def test_lm_eval_local_completions_against_vllm(vllm_server, tiny_llama_dir, tmp_path):
+    proc = run([sys.executable, "-m", "lm_eval", "--include_path", "tasks", "--tasks", "metabench_recall",
+                "--model", "local-completions", "--model_args",
+                f"model=tiny,base_url={vllm_server}/completions,tokenizer_backend=huggingface,tokenizer={tiny_llama_dir}",
+                "--metadata", "samples=1", "max_seq_lengths=[0.5x,1x]", "--output_path", str(tmp_path / "out"),
+                "--log_samples"], cwd=REPO)
+    assert "exact_match@1024" in proc.stdout and "string_match_all@512" in proc.stdout
+    assert not [w for w in TRUNCATION_WARNINGS if w in proc.stdout + proc.stderr]
+    res = results_json(tmp_path / "out")
+    assert res["n-samples"]["metabench_recall"]["effective"] == 4
+    summary = read_summary(import_run(tmp_path / "out", tmp_path / "r").out)
+    assert summary["model"]["spec"] == "lm-eval:local-completions:tiny"
+    assert {c["length"] for c in summary["cells"]} == {512, 1024}
+
+
+# ----------------------------------------------------------------------------- aggregation, in process
+
+
+def oracle(right: int):
+    """An lm-eval model that answers right exactly at length `right`: per-length means must be exactly 1 or 0."""
+    from lm_eval.api.model import LM
+
+    class Oracle(LM):
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            return [r.doc["target"] if r.doc["length"] == right else "no idea" for r in requests]
+
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            raise NotImplementedError
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            raise NotImplementedError
+
+    return Oracle()
+
+
+def _task_manager(metadata: dict):
+    """lm-eval's TaskManager over its own tasks and ours; `metadata` reaches custom_dataset as kwargs."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), metadata=metadata)
+
+
+def _evaluate(tasks: list[str], tm, **kwargs) -> dict:
+    from lm_eval import simple_evaluate
+
+    return simple_evaluate(model=oracle(512), tasks=tasks, task_manager=tm, **kwargs)
+
+
+def test_per_length_metrics_count_only_their_own_samples(model_dir):
+    meta = {"pretrained": str(model_dir), "samples": 2, "max_seq_lengths": ["0.5x", "1x"]}
+    res = _evaluate(["metabench_all"], _task_manager(meta))
+    for t in TASKS:
+        r = res["results"][t]
+        for metric in ("exact_match", *(["string_match_all"] if t in ("metabench_recall", "metabench_needle") else [])):
+            assert r[f"{metric}@512,none"] == 1.0 and r[f"{metric}@1024,none"] == 0.0, (t, metric)
+            assert r[f"{metric},none"] == 0.5
+        assert r["exact_match@512_stderr,none"] == 0.0
+    assert res["results"]["metabench_all"]["exact_match,none"] == 0.5
+
+
+def test_options_that_rewrite_prompts_are_refused(model_dir):
+    tm = _task_manager({"pretrained": str(model_dir), "samples": 1, "max_seq_lengths": [512]})
+    with pytest.raises(MetabenchError, match="changed the prompt of sample .*chat_template=true"):
+        _evaluate(["metabench_parity"], tm, system_instruction="Answer briefly.")
+    with pytest.raises(MetabenchError, match="max_gen_toks is set per sample"):
+        _evaluate(["metabench_parity"], tm, gen_kwargs={"max_gen_toks": 4})
+
+
+# ----------------------------------------------------------------------------- settings and bad input
+
+
+def _kwargs(model_dir: Path, **extra) -> dict:
+    """What lm-eval passes custom_dataset: YAML metadata, model args, --metadata, dataset_kwargs."""
+    return {"version": 1.0, "config_source": "/x/metabench_copy.yaml", "entries": ["copy/default"],
+            "pretrained": str(model_dir), **extra}
+
+
+def test_defaults_and_context_from_config(model_dir):
+    s = read_settings(_kwargs(model_dir))
+    assert [(l.label, l.tokens) for l in s.lengths] == [("0.25x", 256), ("0.5x", 512), ("1x", 1024)]
+    assert (s.samples, s.seed, s.context, s.limit.tokens) == (20, 0, 1024, 1024)
+    s = read_settings(_kwargs(model_dir, context=4096, max_seq_lengths="[0.5x, 8k]", max_length=8192))
+    assert [l.tokens for l in s.lengths] == [2048, 8192] and s.limit.tokens == 8192
+    for value, tokens in (([1024, "2k"], [1024, 2048]), ("0.5x,1x", [512, 1024]), (512, [512])):
+        assert [l.tokens for l in read_settings(_kwargs(model_dir, max_seq_lengths=value)).lengths] == tokens
+
+
+def test_docs_are_metabench_samples_in_index_major_order(model_dir):
+    from metabench.generate import Options, make_sample
+    from metabench.lengths import Length
+    from metabench.suite import parse_suite
+    from metabench.tokenizer import load_tokenizer
+
+    ds = samples(**_kwargs(model_dir, samples=2, max_seq_lengths=[512, 1024],
+                           entries=["parity/default", "segment_count/default"]))["test"]
+    assert [d["id"] for d in ds] == ["parity/default/512/0", "parity/default/1024/0", "segment_count/default/512/0",
+                                     "segment_count/default/1024/0", "parity/default/512/1", "parity/default/1024/1",
+                                     "segment_count/default/512/1", "segment_count/default/1024/1"]
+    entry = parse_suite({"lengths": [512], "tasks": [{"task": "parity"}]}).entries[0]
+    want = make_sample(entry, Length("1024", 1024), 1, 0, load_tokenizer(model_dir), Options(context=1024))
+    assert ds[5]["prompt"] == want.prompt and ds[5]["answer_budget"] == want.answer_budget
+    right = doc_scores(ds[5], ds[5]["target"])
+    assert right == {"exact_match": 1.0, "exact_match@1024": 1.0}
+
+
+@pytest.mark.parametrize("key,meant", [("sample", "samples"), ("lengths", "max_seq_lengths"),
+                                       ("samlpes", "samples"), ("max_seq_length", "max_seq_lengths")])
+def test_misspelled_metadata_key_is_named(model_dir, key, meant):
+    with pytest.raises(MetabenchError, match=f"unknown --metadata key '{key}' .*did you mean '{meant}'"):
+        samples(**_kwargs(model_dir, **{key: 2}))
+
+
+def test_model_args_are_not_mistaken_for_metadata(model_dir):
+    # lm-eval merges --model_args into the same dict; these belong to HF, vLLM and API models.
+    extra = {"attn_implementation": "sdpa", "chat_template_args": {}, "seed": 1234, "trust_remote_code": False,
+             "dtype": "float32", "max_model_len": 1024, "tokenizer_backend": "huggingface"}
+    assert read_settings(_kwargs(model_dir, **extra)).seed == 0
+
+
+@pytest.mark.parametrize("value,needle", [("[0.5x, lots]", "'lots'"), ("[512, 512]", "both 512 tokens"),
+                                          ({"a": 1}, "must be a list"), ("[-3]", "'-3'")])
+def test_malformed_lengths_name_the_key(model_dir, value, needle):
+    with pytest.raises(MetabenchError, match="max_seq_lengths") as exc:
+        read_settings(_kwargs(model_dir, max_seq_lengths=value))
+    assert needle in str(exc.value)
+
+
+def test_multiples_without_a_known_context(bytelevel_dir, model_dir):
+    with pytest.raises(MetabenchError, match="context=N"):
+        read_settings({"entries": ["copy/default"], "tokenizer": str(bytelevel_dir), "max_length": 4096})
+    s = read_settings({"entries": ["copy/default"], "tokenizer": str(bytelevel_dir), "max_length": 4096,
+                       "max_seq_lengths": [1024]})
+    assert s.context is None and s.lengths[0].tokens == 1024
+
+
+def test_missing_tokenizer_says_what_to_pass(model_dir):
+    with pytest.raises(MetabenchError, match="pass `pretrained` or `tokenizer` in --model_args"):
+        samples(entries=["copy/default"], max_seq_lengths=[512])
+    with pytest.raises(MetabenchError, match="model='tiny' is neither a local folder.*served name.*tokenizer="):
+        samples(entries=["copy/default"], model="tiny", base_url="http://127.0.0.1:1/v1/completions")
+
+
+def test_truncation_check_follows_lm_eval_rules(model_dir):
+    two_x = {"max_seq_lengths": ["1x", "2x"]}
+    with pytest.raises(LengthError, match=r"max_position_embeddings in .*config.json.*max_length=2048"):
+        samples(**_kwargs(model_dir, **two_x))
+    assert read_settings(_kwargs(model_dir, max_length=2048, **two_x)).limit.tokens == 2048  # HF: all of it
+    assert read_settings(_kwargs(model_dir, max_model_len=2048, **two_x)).limit.tokens == 2048  # vLLM
+    api = {"model": "tiny", "tokenizer": str(model_dir), "base_url": "http://127.0.0.1:1/v1/completions"}
+    with pytest.raises(LengthError, match=r"exceed the 2047 tokens .*max_length=2049"):  # TemplateAPI keeps one back
+        samples(entries=["copy/default"], max_length=2048, **api, **two_x)
+    with pytest.raises(LengthError, match="default max_length 2048 for API models"):
+        samples(entries=["copy/default"], **api, max_seq_lengths=["1x", "2x"])
+    assert read_settings({"entries": ["copy/default"], **api, "max_length": 2049, **two_x}).limit.tokens == 2048
+
+
+def test_api_models_must_keep_the_bos_metabench_counts(metaspace_dir):
+    api = {"entries": ["parity/default"], "max_seq_lengths": [512], "samples": 1, "model": "tiny",
+           "tokenizer": str(metaspace_dir), "base_url": "http://127.0.0.1:1/v1/completions"}
+    with pytest.raises(MetabenchError, match="adds special tokens .*add_bos_token=True"):
+        samples(**api)
+    assert len(samples(**api, add_bos_token=True)["test"]) == 1
