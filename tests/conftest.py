@@ -103,12 +103,7 @@ def tiny_llama_dir(tmp_path_factory, bytelevel_dir) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"), bytelevel_dir)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ports import free_port  # noqa: E402  (re-exported for fixtures below)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from ports import free_port
 
 SUITE = """
 name: runner-test
