@@ -207,7 +207,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    train(cfg, args.out, device=args.device, quiet=args.quiet)
+    try:
+        train(cfg, args.out, device=args.device, quiet=args.quiet, workers=args.workers)
+    except ValueError as exc:  # a config or state that cannot train: one line, what to fix
+        raise MetabenchError(str(exc)) from None
     print(f"checkpoint in {args.out}")
     return 0
 
@@ -221,7 +224,8 @@ def _cmd_extend(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         extend_and_finetune(args.src, args.out, args.factor, steps=args.steps, lr=args.lr,
-                            batch_size=args.batch_size, micro_batch=args.micro_batch, device=args.device)
+                            batch_size=args.batch_size, micro_batch=args.micro_batch, device=args.device,
+                            workers=args.workers)
     except ValueError as exc:
         raise MetabenchError(str(exc)) from None
     print(f"checkpoint in {args.out}")
@@ -238,6 +242,19 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                          window=args.window, marker=args.marker, ablation=not args.no_ablation)
     print(format_analysis(analyze(cfg)))
     print(f"analysis in {args.out}/analysis.json")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from metabench.reproduce import reproduce
+
+    numbers = reproduce(args.preset, args.out, device=args.device, publish=args.publish)
+    for name, model in numbers["models"].items():
+        print(f"{name}:")
+        for entry, cells in model["cells"].items():
+            ordered = sorted(cells.items(), key=lambda kv: float(kv[0].rstrip("x")))
+            print(f"  {entry:<24}" + "".join(f" {lab}={100 * c['score']:.0f}" for lab, c in ordered))
+    print(f"leaderboard in {args.out}/leaderboard/index.html")
     return 0
 
 
@@ -314,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retries", type=int, default=5, help="openai: attempts per request, with exponential backoff")
     r.set_defaults(func=_cmd_run)
 
+    rp = sub.add_parser("reproduce", help="tokenizer -> training -> YaRN -> evaluation -> analyses -> leaderboard")
+    rp.add_argument("--preset", default="tiny", help="micro | tiny | small | paper (default: tiny)")
+    rp.add_argument("--out", required=True, help="folder for every stage's output; rerun to resume")
+    rp.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    rp.add_argument("--publish", help="also copy the leaderboard, summaries and analyses to this folder")
+    rp.set_defaults(func=_cmd_reproduce)
+
     a = sub.add_parser("analyze", help="the paper's analyses on a meta-token checkpoint (entropy, cosine, zeroed positions)")
     a.add_argument("checkpoint", help="checkpoint folder (MetaForCausalLM with its tokenizer)")
     a.add_argument("--out", required=True, help="folder for analysis.json (and the ablation's results)")
@@ -339,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--log-every", type=int, help="steps between log lines")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda")
     tr.add_argument("--threads", type=int, help="torch CPU threads per process")
+    tr.add_argument("--workers", type=int, default=0, help="data-loading processes per training process (GPU runs)")
     tr.add_argument("--quiet", action="store_true", help="no per-step lines on the terminal")
     tr.set_defaults(func=_cmd_train)
 
@@ -352,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--micro-batch", type=int, help="rows per forward")
     ex.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ex.add_argument("--threads", type=int, help="torch CPU threads")
+    ex.add_argument("--workers", type=int, default=0, help="data-loading processes")
     ex.set_defaults(func=_cmd_extend)
 
     r = sub.add_parser("report", help="leaderboard HTML (one self-contained file) from results folders")

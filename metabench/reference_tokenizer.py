@@ -3,7 +3,11 @@
 Trained deterministically on procedural filler and task text, so it knows
 every word the suites use; byte-level, so it encodes any text at all. The
 bundled copy in metabench/assets/tokenizer is the default `--tokenizer` and
-the reference model's tokenizer. Rebuild it with
+the reference model's tokenizer, and it is the source of truth: `build()`
+trains on text that the task generators write, so it reproduces the bundled
+file only while that text is unchanged (it no longer is: kv_recall's ids were
+shortened after the bundle was made). Rebuilding the bundle orphans every
+reference checkpoint, so do it only together with retraining them:
 
     python -m metabench.reference_tokenizer metabench/assets/tokenizer
 """

@@ -103,6 +103,20 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _register_if_reference_model(folder: Path) -> None:
+    """A reference-model checkpoint folder: let transformers know its model_type first."""
+    import json
+
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return
+    if model_type == "metabench_meta":
+        from metabench.backends import register_reference_model
+
+        register_reference_model()
+
+
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Load a tokenizer from a local folder; a clear MetabenchError if it cannot be read."""
     folder = Path(path)
@@ -120,7 +134,10 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         try:
             from transformers import AutoTokenizer
 
-            hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            _register_if_reference_model(folder)
+            # trust_remote_code=False: a checkpoint's auto_map must not make transformers
+            # stop and ask on the terminal; tokenizers never need remote code here
+            hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
         except Exception as exc:  # transformers raises many types; all mean "unreadable"
             raise MetabenchError(f"cannot read a tokenizer from {folder}: {exc}".splitlines()[0]) from exc
         backend = getattr(hf, "backend_tokenizer", None) or getattr(hf, "_tokenizer", None)

@@ -1,0 +1,75 @@
+"""`metabench reproduce` at the micro preset: every stage's artifacts, rerun is a no-op, runs are deterministic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metabench.reproduce import MODELS
+
+
+def _reproduce(out: Path) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "metabench", "reproduce", "--preset", "micro", "--out", str(out),
+                        "--device", "cpu"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file but the stage markers (they record wall times) and logs."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and ".stages" not in p.parts and p.suffix != ".log"
+            and not p.name.startswith("train_log")}
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("reproduce") / "a"
+    return out, _reproduce(out).stdout
+
+
+def test_every_stage_leaves_its_artifacts(first):
+    out, stdout = first
+    assert (out / "tokenizer" / "tokenizer.json").read_bytes() == Path("metabench/assets/tokenizer/tokenizer.json").read_bytes()
+    for name in MODELS:
+        assert (out / "models" / name / "model.safetensors").is_file()
+        summary = json.loads((out / "results" / name / "summary.json").read_text())
+        assert summary["cells"] and summary["model"]["name"] == f"micro-{name}"
+    yarn = json.loads((out / "models" / "meta-yarn2x" / "config.json").read_text())
+    assert yarn["rope_parameters"]["rope_type"] == "yarn" and yarn["rope_parameters"]["factor"] == 2.0
+    nometa = json.loads((out / "models" / "nometa" / "config.json").read_text())
+    assert nometa["meta_attention"] is False
+    for name in ("meta", "nometa"):
+        a = json.loads((out / "analysis" / name / "analysis.json").read_text())
+        assert a["attention"]["per_head"] and a["residual_cosine"] and a["zero_position_ablation"]
+    html = (out / "leaderboard" / "index.html").read_text()
+    assert all(f"micro-{m}" in html for m in MODELS)
+    numbers = json.loads((out / "leaderboard" / "results.json").read_text())
+    assert set(numbers["models"]) == set(MODELS)
+    assert "[12/12] leaderboard: finished" in stdout
+
+
+def test_rerun_is_a_no_op(first):
+    out, _ = first
+    before = _digest(out)
+    r = _reproduce(out)
+    assert r.stdout.count(": done") == 12 and ": running" not in r.stdout
+    assert _digest(out) == before
+
+
+def test_two_runs_give_the_same_models_and_predictions(first, tmp_path):
+    out, _ = first
+    other = tmp_path / "b"
+    _reproduce(other)
+    for name in MODELS:
+        a = (out / "models" / name / "model.safetensors").read_bytes()
+        b = (other / "models" / name / "model.safetensors").read_bytes()
+        assert a == b, name
+        pa = [json.loads(x)["prediction"] for x in (out / "results" / name / "results.jsonl").read_text().splitlines()]
+        pb = [json.loads(x)["prediction"] for x in (other / "results" / name / "results.jsonl").read_text().splitlines()]
+        assert pa == pb, name
