@@ -1,0 +1,71 @@
+"""Write README's Results table from the leaderboard files the runs wrote (never typed by hand).
+
+    python3 scripts/readme_results.py          # rewrite the block in README.md
+    python3 scripts/readme_results.py --check  # exit 1 if README's block is stale
+
+The block sits between `<!-- results:start -->` and `<!-- results:end -->` and
+is built from leaderboards/reference-tiny/runs/*.summary.json (written by
+scripts/leaderboards.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "leaderboards" / "reference-tiny" / "runs"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+COLUMNS = [("tiny", "1x"), ("tiny-nometa", "1x"), ("tiny-yarn2x", "2x"), ("tiny-nometa-yarn2x", "2x"), ("tiny", "2x")]
+
+
+def table() -> str:
+    runs = {p.name.removesuffix(".summary.json"): json.loads(p.read_text()) for p in sorted(RUNS.glob("*.summary.json"))}
+    cells: dict[tuple[str, str, str], dict] = {}
+    entries: list[str] = []
+    for name, s in runs.items():
+        for c in s["cells"]:
+            if c["depth"] is None:
+                cells[(name, c["entry"], c["length_label"])] = c
+                if c["entry"] not in entries:
+                    entries.append(c["entry"])
+    head = "| task | chance | " + " | ".join(f"{m} {l}" for m, l in COLUMNS) + " |"
+    lines = [head, "|" + " --- |" * (len(COLUMNS) + 2)]
+    for e in entries:
+        row = [e]
+        chance = next((c["chance"] for (m, en, _), c in cells.items() if en == e), 0.0)
+        row.append(f"{100 * chance:.0f}")
+        for m, l in COLUMNS:
+            c = cells.get((m, e, l))
+            if c is None:
+                row.append("-")
+                continue
+            mean = c["metrics"][c["primary"]]
+            row.append(f"{100 * mean['mean']:.0f} ({100 * mean['ci_low']:.0f}-{100 * mean['ci_high']:.0f})")
+        lines.append("| " + " | ".join(row) + " |")
+    n = next(iter(runs.values()))["cells"][0]["n"] if runs else 0
+    note = (f"Primary metric in percent with its 95% interval, {n} samples per cell; the window is 256 tokens, "
+            "so `tiny 2x` runs past it and `*-yarn2x` runs inside the YaRN-extended window.")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def main() -> int:
+    readme = (ROOT / "README.md").read_text()
+    if START not in readme or END not in readme:
+        print("README.md has no results block", file=sys.stderr)
+        return 1
+    before, rest = readme.split(START, 1)
+    _, after = rest.split(END, 1)
+    new = before + START + "\n" + table() + END + after
+    if "--check" in sys.argv:
+        if new != readme:
+            print("README.md's results block is stale: run python3 scripts/readme_results.py", file=sys.stderr)
+            return 1
+        return 0
+    (ROOT / "README.md").write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
