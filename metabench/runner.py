@@ -268,7 +268,8 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
 def format_table(summary: dict[str, Any]) -> str:
     """Primary metric (percent) per entry x length: the table printed at the end of a run."""
     cells = [c for c in summary["cells"] if c["depth"] is None]
-    labels = list(summary["suite"]["lengths"])
+    # by tokens: summary.json's keys are sorted as text ("1.5x" < "1x")
+    labels = [label for label, _ in sorted(summary["suite"]["lengths"].items(), key=lambda kv: kv[1])]
     entries = list(dict.fromkeys(c["entry"] for c in cells))
     width = max(len(e) for e in entries) + 2
     lines = [f"{'task':<{width}}" + "".join(f"{l:>9}" for l in labels)]

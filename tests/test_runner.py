@@ -170,3 +170,15 @@ def test_beyond_context_when_asked_and_with_yarn(tiny_llama_dir, tmp_path):
     assert summary["model"]["window"] == 2048 and summary["model"]["native_context"] == 1024
     rows = _rows(tmp_path / "b")
     assert all(r["length"] == 2048 and r["prompt_tokens"] > 1900 for r in rows)
+
+
+def test_final_table_orders_lengths_by_tokens():
+    from metabench.runner import format_table
+
+    cell = lambda label, tokens, mean: {"entry": "parity/default", "length_label": label, "length": tokens, "depth": None,
+                                        "primary": "exact_match", "metrics": {"exact_match": {"mean": mean}}}
+    summary = {"suite": {"lengths": {"1.5x": 1536, "1x": 1024, "2x": 2048}},  # as json.dumps(sort_keys) leaves them
+               "cells": [cell("1x", 1024, 0.5), cell("1.5x", 1536, 0.25), cell("2x", 2048, 0.0)]}
+    header, row = format_table(summary).splitlines()
+    assert header.split()[1:] == ["1x", "1.5x", "2x"]
+    assert row.split()[1:] == ["50.0", "25.0", "0.0"]
