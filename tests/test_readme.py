@@ -13,3 +13,13 @@ def test_ci_runs_the_readme_test_command():
     assert "metabench" in main_job
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert ci[-1] == test_command
+
+
+def test_readme_results_come_from_the_leaderboard_files():
+    """README's Results table is what scripts/readme_results.py builds from leaderboards/, not typed by hand."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_results.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "| needle/single |" in (ROOT / "README.md").read_text()
