@@ -52,10 +52,11 @@ def main() -> None:
     p.add_argument("--context", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--samples", type=int, default=16, help="samples per task and length (fixed costs amortise as in real runs)")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp())
     model = Path(args.model) if args.model else small_llama(tmp / "model", args.context)
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite).with_overrides(samples=args.samples)
     options = BackendOptions(dtype="float32", batch_size=args.batch_size)
     backend = make_backend(f"hf:{model}", options, str(model))
 

@@ -124,9 +124,12 @@ class PoolSource:
 
 
 class FreshSource:
-    """Units made on demand by `make(rng, k)` and counted in chunks (e.g. key-value pairs)."""
+    """Units made on demand by `make(rng, k)` and counted in chunks (e.g. key-value pairs).
 
-    CHUNK = 256
+    Units are drawn one after another from the sample's RNG, so the chunk size
+    changes only how many are made ahead, never which units a sample gets."""
+
+    CHUNK = 32
 
     def __init__(self, make: Callable[[random.Random, int], list[str]], rng: random.Random, tokenizer: Tokenizer):
         self.make, self.rng, self.tok = make, rng, tokenizer

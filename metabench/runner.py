@@ -213,37 +213,52 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
     total = sum(e.samples for e in cfg.suite.entries)
     chunk = max(1, cfg.backend.batch_size) * (1 if kind == "hf" else 8)
     gen_time = 0.0
-    with open(results, "a", encoding="utf-8") as f:
-        for length in lengths:
-            todo = [(e, i) for e in cfg.suite.entries for i in range(e.samples) if f"{e.name}/{length.label}/{i}" not in done]
-            bar = None
-            if cfg.progress:
+    def prepare(length: Length, items: list) -> tuple[list[Sample], list[Request]]:
+        samples = [make_sample(e, length, i, cfg.suite.seed, tok, opts) for e, i in items]
+        requests = []
+        for s in samples:
+            ids = tok.encode(s.prompt, specials=s.add_special_tokens)
+            if len(ids) != s.prompt_tokens:
+                raise RuntimeError(f"{s.id}: prompt has {len(ids)} tokens, generation measured {s.prompt_tokens}")
+            requests.append(Request(ids, s.answer_budget))
+        return samples, requests
+
+    # Work in chunks, length by length. The next chunk's samples are prepared in a
+    # thread while the backend generates the current one (samples are pure
+    # functions of their ids, so this changes no result, only the wall time).
+    plan = []
+    for length in lengths:
+        todo = [(e, i) for e in cfg.suite.entries for i in range(e.samples) if f"{e.name}/{length.label}/{i}" not in done]
+        plan += [(length, todo[k : k + chunk], k == 0, len(todo)) for k in range(0, len(todo), chunk)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    bar = None
+    with open(results, "a", encoding="utf-8") as f, ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, plan[0][0], plan[0][1]) if plan else None
+        for n, (length, items, first, left) in enumerate(plan):
+            if first and cfg.progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=total, initial=total - len(todo), desc=f"{length.label:>6} ({length.tokens} tok)",
-                           unit="sample", file=sys.stderr)
-            for k in range(0, len(todo), chunk):
-                samples = [make_sample(e, length, i, cfg.suite.seed, tok, opts) for e, i in todo[k : k + chunk]]
-                requests = []
-                for s in samples:
-                    ids = tok.encode(s.prompt, specials=s.add_special_tokens)
-                    if len(ids) != s.prompt_tokens:
-                        raise RuntimeError(f"{s.id}: prompt has {len(ids)} tokens, generation measured {s.prompt_tokens}")
-                    requests.append(Request(ids, s.answer_budget))
-                order = sorted(range(len(samples)), key=lambda j: len(requests[j].token_ids))
-                t0 = time.perf_counter()
-                outs = backend.generate([requests[j] for j in order])
-                dt = time.perf_counter() - t0
-                gen_time += dt
-                by_index = dict(zip(order, outs))
-                for j, s in enumerate(samples):
-                    c = by_index[j]
-                    f.write(dumps(_row(s, c.text, len(c.token_ids), dt / len(samples))) + "\n")
-                f.flush()
                 if bar:
-                    bar.update(len(samples))
+                    bar.close()
+                bar = tqdm(total=total, initial=total - left, desc=f"{length.label:>6} ({length.tokens} tok)",
+                           unit="sample", file=sys.stderr)
+            samples, requests = pending.result()
+            pending = pool.submit(prepare, plan[n + 1][0], plan[n + 1][1]) if n + 1 < len(plan) else None
+            order = sorted(range(len(samples)), key=lambda j: len(requests[j].token_ids))
+            t0 = time.perf_counter()
+            outs = backend.generate([requests[j] for j in order])
+            dt = time.perf_counter() - t0
+            gen_time += dt
+            by_index = dict(zip(order, outs))
+            for j, s in enumerate(samples):
+                c = by_index[j]
+                f.write(dumps(_row(s, c.text, len(c.token_ids), dt / len(samples))) + "\n")
+            f.flush()
             if bar:
-                bar.close()
+                bar.update(len(samples))
+        if bar:
+            bar.close()
     rows = list(read_rows(results))
     summary = {
         "format": SUMMARY_FORMAT,
