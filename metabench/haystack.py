@@ -119,12 +119,6 @@ class Haystack:
     additive: bool
     max_count: int
 
-    def stream(self, rng: random.Random) -> "UnitStream":
-        return UnitStream(self, rng)
-
-    def contains(self, text: str) -> bool:
-        return any(text in u for u in self.units)
-
 
 class UnitStream:
     """A sample's endless, deterministic sequence of unit indices into a haystack.
@@ -185,9 +179,8 @@ def _check_additive(tokenizer: Tokenizer, units: Sequence[str], counts: Sequence
     shuffled = list(range(len(units)))
     random.Random(POOL_SEED + 1).shuffle(shuffled)
     slices = []
-    for seq in (shuffled,):
-        for i in range(0, len(seq), 64):
-            part = seq[i : i + 64]
-            slices.append(("".join(units[j] for j in part), sum(counts[j] for j in part)))
+    for i in range(0, len(shuffled), 64):
+        part = shuffled[i : i + 64]
+        slices.append(("".join(units[j] for j in part), sum(counts[j] for j in part)))
     got = tokenizer.count_batch([text for text, _ in slices])
     return all(g == want for g, (_, want) in zip(got, slices))

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from metabench.errors import MetabenchError
-from metabench.schema import dumps
 
 SUMMARY_FORMAT = "metabench.summary/1"
 Z95 = 1.959963984540054
@@ -143,4 +142,4 @@ def write_json(path: str | Path, data: Any) -> None:
     from metabench.schema import atomic_writer
 
     with atomic_writer(path) as f:
-        f.write(json.dumps(json.loads(dumps(data)), indent=1, sort_keys=True) + "\n")
+        f.write(json.dumps(data, indent=1, sort_keys=True) + "\n")

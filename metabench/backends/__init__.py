@@ -130,11 +130,9 @@ def folder_hashes(folder: Path) -> dict[str, str]:
 
 
 def register_reference_model() -> None:
-    """Make transformers' Auto classes know the bundled reference architecture, where it is installed."""
-    try:
-        from metabench.model import register
-    except ImportError:
-        return
+    """Make transformers' Auto classes know the bundled reference architecture (imports torch)."""
+    from metabench.model import register
+
     register()
 
 

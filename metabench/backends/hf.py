@@ -12,6 +12,7 @@ from typing import Any
 
 from metabench.backends import BackendOptions, Completion, Request, folder_hashes, model_folder, read_config, windows
 from metabench.errors import MetabenchError
+from metabench.tokenizer import load_tokenizer
 
 
 class HFBackend:
@@ -55,14 +56,11 @@ class HFBackend:
         pad = gen.pad_token_id if gen.pad_token_id is not None else getattr(config, "pad_token_id", None)
         self.pad = pad if pad is not None else (self.eos if isinstance(self.eos, int) else 0)
         self.folder = folder
+        self.tok = load_tokenizer(self.tokenizer_path)  # decodes completions exactly as lengths were measured
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         import torch
 
-        from metabench.tokenizer import load_tokenizer
-
-        if not hasattr(self, "_tok"):
-            self._tok = load_tokenizer(self.tokenizer_path)
         out: list[Completion] = []
         bs = max(1, self.options.batch_size)
         for i in range(0, len(requests), bs):
@@ -83,7 +81,7 @@ class HFBackend:
             for j, r in enumerate(batch):
                 toks = gen[j, width : width + r.max_new_tokens].tolist()
                 toks = _until_eos(toks, self.eos)
-                out.append(Completion(self._tok.backend.decode(toks, skip_special_tokens=True), toks))
+                out.append(Completion(self.tok.backend.decode(toks, skip_special_tokens=True), toks))
         return out
 
     def describe(self) -> dict[str, Any]:
