@@ -105,7 +105,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     title = args.title or (Path(args.out).parent.name if Path(args.out).parent.name not in ("", ".") else "metabench")
     opts = ReportOptions(title=title, threshold=args.threshold, relative=args.relative,
                          samples=not args.no_samples, per_cell=args.samples_per_cell)
-    path = build_report(args.results, args.out, opts)
+    path = build_report(args.results, args.out, opts, analyses=args.analysis)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
@@ -388,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--relative", type=float, default=85.0, help="relative effective length: percent of the shortest length's score (default 85)")
     r.add_argument("--no-samples", action="store_true", help="leave out the sample browsers")
     r.add_argument("--samples-per-cell", type=int, default=4, help="samples shown per task and length, failures first (default 4)")
+    r.add_argument("--analysis", action="append", default=[], metavar="[NAME=]PATH",
+                   help="add `metabench analyze` results (analysis.json or its folder) as an Analyses section; "
+                        "NAME defaults to the checkpoint's folder name; repeatable")
     r.set_defaults(func=_cmd_report)
 
     b = sub.add_parser("baseline", help="store a run's per-cell statistics as a regression baseline (JSON)")

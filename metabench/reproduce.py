@@ -174,7 +174,8 @@ def reproduce(preset: str, out: str | Path, device: str = "auto", publish: str |
         from metabench.report import ReportOptions, build_report
 
         build_report([out / "results" / m for m in MODELS], out / "leaderboard" / "index.html",
-                     ReportOptions(title=f"metabench reference models ({preset})"))
+                     ReportOptions(title=f"metabench reference models ({preset})"),
+                     analyses=[f"{preset}-{m}={out / 'analysis' / m / 'analysis.json'}" for m in ("meta", "nometa")])
         (out / "leaderboard" / "results.json").write_text(json.dumps(collect(out), indent=1, sort_keys=True) + "\n")
 
     stages.run("leaderboard", {**settings, "lengths": list(suite.lengths)}, leaderboard)

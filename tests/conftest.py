@@ -103,6 +103,53 @@ def tiny_llama_dir(tmp_path_factory, bytelevel_dir) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"), bytelevel_dir)
 
 
+def build_tiny_meta(out_dir: Path, seed: int = 0, **overrides) -> Path:
+    """A random MetaForCausalLM checkpoint (2 layers x 2 heads, block 256) with the bundled tokenizer.
+
+    Weights are re-drawn large (std 0.3) so that attention is far from uniform and
+    the analyses' numbers differ across layers and heads; a 0.02 init gives nearly
+    equal entropies everywhere, and a report test could not tell cells apart.
+    """
+    import shutil
+
+    import torch
+
+    from metabench.cli import default_tokenizer
+    from metabench.model.configuration_meta import MetaConfig
+    from metabench.model.model import GPTConfig
+    from metabench.model.modeling_meta import MetaForCausalLM
+
+    tok = load_tokenizer(default_tokenizer())
+    config = GPTConfig(vocab_size=tok.backend.get_vocab_size(), block_size=256, n_layer=2, n_head=2, n_embd=64,
+                       meta_token_id=tok.backend.token_to_id("<|meta|>"), **overrides)
+    torch.manual_seed(seed)
+    model = MetaForCausalLM(MetaConfig.from_gpt_config(config)).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(0.3 * torch.randn(param.shape, generator=gen))
+    model.save_pretrained(out_dir)
+    for f in Path(default_tokenizer()).iterdir():
+        shutil.copy(f, out_dir / f.name)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def analysis_dirs(tmp_path_factory) -> dict[str, Path]:
+    """`metabench analyze` output folders of two tiny random checkpoints, by the real CLI:
+    "meta" with the zeroed-positional-encoding ablation, "nometa" (no meta-attention) without it."""
+    from metabench.cli import main
+
+    root = tmp_path_factory.mktemp("analyses")
+    out = {}
+    plans = (("meta", 0, [], {}), ("nometa", 1, ["--no-ablation"], {"meta_attention": False}))
+    for name, seed, extra, overrides in plans:
+        ckpt = build_tiny_meta(root / "models" / name, seed, **overrides)
+        out[name] = root / "analysis" / name
+        assert main(["analyze", str(ckpt), "--out", str(out[name]), "--samples", "2", *extra]) == 0
+    return out
+
+
 from ports import free_port  # noqa: E402  (re-exported for fixtures below)
 
 

@@ -94,9 +94,22 @@ def folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(folders, tmp_path_factory) -> Path:
+def analyses(analysis_dirs, tmp_path_factory) -> list[str]:
+    """--analysis arguments: a real analysis, and a real one whose strings are hostile."""
+    evil = json.loads((analysis_dirs["nometa"] / "analysis.json").read_text())
+    evil["checkpoint"] = f"runs/{IMG}"  # the section's default name: the checkpoint folder's
+    evil["suite"] = BREAKOUT
+    evil["zero_position_ablation"] = [{"entry": EVIL_ENTRY.name, "length": PWN, "metric": "exact_match", "chance": None,
+                                       "full": 0.5, "zeroed": 0.25, "n": 4}]
+    path = tmp_path_factory.mktemp("evil-analysis") / "analysis.json"
+    path.write_text(json.dumps(evil))
+    return [str(analysis_dirs["meta"]), str(path)]
+
+
+@pytest.fixture(scope="module")
+def page(folders, analyses, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site") / "leaderboards" / "demo" / "index.html"
-    assert main(["report", *map(str, folders), "--out", str(out)]) == 0
+    assert main(["report", *map(str, folders), "--out", str(out), *(x for a in analyses for x in ("--analysis", a))]) == 0
     return out
 
 
@@ -111,7 +124,7 @@ class Tags(HTMLParser):
         self.seen.append((tag, attrs))
 
 
-def test_page_is_self_contained_and_deterministic(page, folders, tmp_path):
+def test_page_is_self_contained_and_deterministic(page, folders, analyses, tmp_path):
     html = page.read_text(encoding="utf-8")
     tags = Tags()
     tags.feed(html)
@@ -120,7 +133,7 @@ def test_page_is_self_contained_and_deterministic(page, folders, tmp_path):
     assert all(v.startswith("#") for _, attrs in tags.seen for k, v in attrs if k == "href")  # in-page links
     assert "url(" not in html and "@import" not in html
     assert "default-src 'none'" in html.replace("&#39;", "'")
-    again = build_report(folders, tmp_path / "again.html", ReportOptions(title="demo"))
+    again = build_report(folders, tmp_path / "again.html", ReportOptions(title="demo"), analyses)
     assert again.read_bytes() == page.read_bytes()  # no timestamps: same folders, same bytes
 
 
@@ -266,10 +279,33 @@ def test_tables_heatmaps_and_charts_are_present(browser):
     # alpha and beta have a needle/single heatmap, beta also needle/multivalue; evil has no needle.
     assert browser.js("document.querySelectorAll('.heatmap table').length") == 3
     assert browser.js("[...document.querySelectorAll('.heatmap td.sc')].every(td => td.style.background)")
-    assert browser.js("document.querySelectorAll('figure.chart svg polyline').length") == 6 + 7 + 3
+    assert browser.js("document.querySelectorAll('section.run figure.chart svg polyline').length") == 6 + 7 + 3
     marks = browser.js("[...document.querySelectorAll('#run-0 svg text.mk')].map(t => t.textContent)")
     assert set(marks) == {"1x", "2x"}  # alpha ran 0.5x, 1x, 2x of 4096
     assert browser.js("document.querySelector('#run-0 thead th.beyond').textContent").startswith("2x")
+
+
+def test_analyses_section(browser, analysis_dirs):
+    a = json.loads((analysis_dirs["meta"] / "analysis.json").read_text())
+    heads = a["attention"]["per_head"]
+    drop = sum(h["entropy_drop"] for h in heads) / len(heads)
+    assert browser.js("document.querySelector('nav a[href=\"#analyses\"]').textContent") == "Analyses"
+    assert browser.js("document.querySelector('#analysis-0 b.entropy-drop').textContent") == f"{drop:+.3f}"
+    assert browser.js("document.querySelectorAll('#analysis-0-heatmap td.sc').length") == len(heads)
+    assert browser.js("[...document.querySelectorAll('#analyses td.sc')].every(td => td.style.background)")
+    assert browser.js("document.querySelectorAll('#analysis-0 figure.chart polyline').length") == 2  # meta, other
+    assert browser.js("document.querySelectorAll('#analysis-0 figure.chart circle').length") == 2 * len(a["residual_cosine"])
+    assert browser.js("document.querySelectorAll('#analysis-0-ablation tbody tr').length") == len(a["zero_position_ablation"])
+    assert browser.js("document.querySelector('#analysis-1 h3').textContent") == IMG  # hostile, and text
+    assert browser.js("document.querySelector('#analysis-1-ablation td').textContent") == EVIL_ENTRY.name
+    browser.js("document.querySelector('#analysis-0 details.heads').open = true")
+    browser.js("document.querySelectorAll('#analysis-0-heads thead th')[4].click()")  # drop: high..low
+    drops = [float(x) for x in column(browser, "#analysis-0-heads", 4)]
+    assert drops == sorted((round(h["entropy_drop"], 3) for h in heads), reverse=True)
+    browser.js("document.getElementById('analyses').scrollIntoView()")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.screenshot(ARTIFACTS / "report-analyses.png")
+    browser.js("window.scrollTo(0, 0)")
 
 
 def column(browser, table: str, i: int) -> list[str]:

@@ -2,7 +2,8 @@
 
 - runs.py: results folders -> typed cells, provenance, a few samples
 - leaderboard.py: per-length scores, RULER weighted averages, effective lengths
-- charts.py: inline-SVG chart geometry and the score colour scale
+- analyses.py: `metabench analyze` results (analysis.json), validated, for the Analyses section
+- charts.py: inline-SVG chart geometry and the colour scales
 - build.py: view models and rendering of template.html.j2 (one self-contained file)
 """
 

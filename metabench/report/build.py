@@ -11,6 +11,10 @@ Runs are ranked by average score, ties broken by the increasing-weight
 average, then by name; every column of the tables can be re-sorted in the
 page. Output is deterministic (no timestamps): the same folders give the
 same bytes, so a committed leaderboard only changes when results do.
+
+`metabench analyze` results, when given, add an Analyses section (see
+analyses.py): the entropy drop per layer and head as a heatmap on one
+diverging colour scale for the whole page, so models compare by colour.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from typing import Sequence
 
 import jinja2
 
+from metabench.analysis import PAPER_ENTROPY_DROP
 from metabench.errors import MetabenchError
-from metabench.report.charts import LineChart, line_chart, multiple, score_colour, short_tokens
+from metabench.report.analyses import Analysis, load_analyses
+from metabench.report.charts import (LayerChart, LineChart, diverging_colour, layer_chart, line_chart, multiple,
+                                     score_colour, short_tokens)
 from metabench.report.leaderboard import Standing, standing
 from metabench.report.runs import Cell, Run, load_runs
 
@@ -102,6 +109,23 @@ class RunView:
     command_recorded: bool
     entries: tuple[str, ...]
     labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Heat:
+    """One heatmap cell of a signed value."""
+
+    value: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class AnalysisView:
+    id: str
+    analysis: Analysis
+    heads: tuple[int, ...]  # the heatmap's columns
+    heatmap: tuple[tuple[int, tuple[Heat | None, ...]], ...]  # (layer, entropy drop per head)
+    cosine: LayerChart
 
 
 def score(mean: float, cell: Cell | None = None) -> Score:
@@ -206,6 +230,26 @@ def views(runs: Sequence[Run], options: ReportOptions) -> list[RunView]:
     return out
 
 
+def drop_scale(analyses: Sequence[Analysis]) -> float:
+    """Nats at which the entropy-drop colour is full: the largest |drop| on the page."""
+    return max((abs(h.entropy_drop) for a in analyses for h in a.heads), default=0.0)
+
+
+def analysis_views(analyses: Sequence[Analysis]) -> list[AnalysisView]:
+    scale = drop_scale(analyses)
+    out = []
+    for i, a in enumerate(analyses):
+        drops = {(h.layer, h.head): Heat(h.entropy_drop, diverging_colour(h.entropy_drop, scale)) for h in a.heads}
+        heads = tuple(sorted({h.head for h in a.heads}))
+        layers = sorted({h.layer for h in a.heads})
+        cosine = layer_chart(f"{a.name}: residual cosine", [c.layer for c in a.cosine],
+                             [("meta-token positions", "s-meta", [c.meta for c in a.cosine]),
+                              ("other positions", "s-other", [c.other for c in a.cosine])])
+        out.append(AnalysisView(f"analysis-{i}", a, heads,
+                                tuple((n, tuple(drops.get((n, h)) for h in heads)) for n in layers), cosine))
+    return out
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent),
@@ -221,23 +265,29 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(runs: Sequence[Run], options: ReportOptions) -> str:
+def render(runs: Sequence[Run], options: ReportOptions, analyses: Sequence[Analysis] = ()) -> str:
     from metabench import __version__
 
     vs = views(runs, options)
     all_entries = list(dict.fromkeys(e for v in vs for e in v.entries))
     return environment().get_template(TEMPLATE).render(
         title=options.title, options=options, views=vs, labels=label_order(vs), entries=all_entries,
+        analyses=analysis_views(analyses), drop_scale=drop_scale(analyses), paper_drop=PAPER_ENTROPY_DROP,
         version=__version__, short_tokens=short_tokens, multiple=multiple, score=score,
     )
 
 
-def build_report(results: Sequence[str | Path], out: str | Path, options: ReportOptions = ReportOptions()) -> Path:
-    """Read results folders, write the leaderboard HTML to `out`, return its path."""
+def build_report(
+    results: Sequence[str | Path],
+    out: str | Path,
+    options: ReportOptions = ReportOptions(),
+    analyses: Sequence[str | Path] = (),
+) -> Path:
+    """Read results folders (and `[NAME=]PATH` analyses), write the leaderboard HTML to `out`, return its path."""
     from metabench.schema import atomic_writer
 
     runs = load_runs(results, options.per_cell if options.samples else None)
-    html = render(runs, options)
+    html = render(runs, options, load_analyses(analyses))
     with atomic_writer(out) as f:
         f.write(html)
     return Path(out)

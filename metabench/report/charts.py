@@ -12,7 +12,13 @@ for first. The 95% interval is a band around the line.
 
 Colours: a light red -> yellow -> green hue ramp (hue 0..130 at 80%
 lightness) so that black numbers stay readable on every cell; the number is
-always printed, so colour is never the only carrier of the score.
+always printed, so colour is never the only carrier of the score. Signed
+values (the analyses' entropy drops) get a diverging ramp instead: white at
+0, blue above, red below, as light at full strength as the score ramp.
+
+Per-layer values (the analyses' residual cosines) are drawn against layer on
+a linear axis, several series to a chart, y from 0 (or -1, when a value is
+negative) to 1.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ def score_colour(score: float) -> str:
     """Background colour for a score fraction in [0, 1]."""
     s = min(1.0, max(0.0, score))
     return f"hsl({130 * s:.0f},65%,80%)"
+
+
+def diverging_colour(value: float, scale: float) -> str:
+    """Background for a signed value: white at 0, full blue (> 0) or red (< 0) at |value| >= scale."""
+    t = min(1.0, abs(value) / scale) if scale > 0 else 0.0
+    return f"hsl({215 if value >= 0 else 5},70%,{97 - 25 * t:.0f}%)"
 
 
 def short_tokens(n: int) -> str:
@@ -122,5 +134,53 @@ def line_chart(
         markers=tuple(markers),
         beyond=x(context) if context and context < hi else None,
         threshold_y=y(threshold) if threshold is not None else None,
+        plot=(x0, y0, x1, y1),
+    )
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    css: str  # class of its line and dots in the page's style
+    line: str  # polyline points
+    dots: tuple[Dot, ...]
+
+
+@dataclass(frozen=True)
+class LayerChart:
+    title: str
+    width: int
+    height: int
+    series: tuple[Series, ...]
+    x_ticks: tuple[Tick, ...]
+    y_ticks: tuple[Tick, ...]
+    plot: tuple[float, float, float, float]
+
+
+def layer_chart(title: str, layers: Sequence[int], series: Sequence[tuple[str, str, Sequence[float]]]) -> LayerChart:
+    """Values in [-1, 1] against layer. `series`: (name, css class, one value per layer)."""
+    if not layers or any(len(vals) != len(layers) for _, _, vals in series):
+        raise ValueError(f"layer_chart {title!r}: every series needs one value per layer")
+    lo = -1.0 if any(v < 0 for _, _, vals in series for v in vals) else 0.0
+    x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
+    first, span = min(layers), max(1, max(layers) - min(layers))
+
+    def x(layer: int) -> float:
+        return round(x0 + (layer - first) / span * (x1 - x0), 1)
+
+    def y(v: float) -> float:
+        return round(y1 - (min(1.0, max(lo, v)) - lo) / (1 - lo) * (y1 - y0), 1)
+
+    return LayerChart(
+        title=title,
+        width=WIDTH,
+        height=HEIGHT,
+        series=tuple(
+            Series(name, css, " ".join(f"{x(n)},{y(v)}" for n, v in zip(layers, vals)),
+                   tuple(Dot(x(n), y(v), f"layer {n}, {name}: {v:.3f}") for n, v in zip(layers, vals)))
+            for name, css, vals in series
+        ),
+        x_ticks=tuple(Tick(x(n), str(n)) for n in layers),
+        y_ticks=tuple(Tick(y(v), f"{v:g}") for v in (lo, (lo + 1) / 2, 1.0)),
         plot=(x0, y0, x1, y1),
     )
