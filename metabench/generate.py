@@ -107,7 +107,7 @@ def make_sample(entry: Entry, length: Length, index: int, seed: int, tok: Tokeni
     token_positions = (
         _marker_token_positions(tok, fitted.prompt, offsets, add_specials) if opts.marker and offsets else None
     )
-    primary = next((i for i, b in enumerate(layout.blocks) if b.depth == layout.depth), None)
+    primary = next((i for i, b in enumerate(layout.blocks) if b.primary), None)
     return Sample(
         id=f"{entry.name}/{length.label}/{index}",
         task=entry.task,

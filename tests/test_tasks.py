@@ -78,6 +78,18 @@ def test_depth_is_where_it_says(bytelevel):
         assert abs(rel - s.depth) < 0.06, s.id
 
 
+def test_one_primary_block_per_layout():
+    """The recorded depth is the primary block's; it must be marked explicitly, never inferred."""
+    for family, variants in FAMILIES.items():
+        for name, spec in variants.items():
+            for index in range(8):
+                layout = spec.layout(random.Random(index), index, "<|meta|>")
+                primary = [b for b in layout.blocks if b.primary]
+                assert len(primary) == (layout.depth is not None), (family, name, index)
+                if primary:
+                    assert primary[0].depth == layout.depth, (family, name, index)
+
+
 def test_markers_land_on_the_meta_token(bytelevel):
     meta_id = bytelevel.backend.token_to_id("<|meta|>")
     samples = _samples(bytelevel, ["list_recall", "copy", "segment_count", "parity", {"task": "needle", "variant": "single_meta"}],

@@ -29,11 +29,14 @@ class Block:
 
     `text` is inserted verbatim: it starts with a space (inline prose) or a
     newline (line-based content). `markers` are character offsets into `text`.
+    `primary` marks the block the question is about (the sample's recorded
+    depth is where that block landed); at most one block of a layout has it.
     """
 
     text: str
     depth: float
     markers: tuple[int, ...] = ()
+    primary: bool = False
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ class CopySpec(TaskSpec):
         text, markers = insert_markers(text, offsets, marker)
         return Layout(
             instruction="Somewhere in the text below is a passage between <<< and >>>.\n\nText:",
-            blocks=(Block(text, depth, markers),),
+            blocks=(Block(text, depth, markers, primary=True),),
             question="\n\nRepeat the passage between <<< and >>> exactly, word for word.",
             answer_prefix="\nAnswer:",
             target=span,

@@ -44,7 +44,7 @@ class KVRecallSpec(TaskSpec):
         blocks = []
         for i, (k, v) in enumerate(zip(keys, values)):
             text, off = with_marker(_pair(k, v), len(_pair(k, v)), marker)
-            blocks.append(Block(text, depth if i == 0 else rng.random(), (off,)))
+            blocks.append(Block(text, depth if i == 0 else rng.random(), (off,), primary=i == 0))
         blocks.sort(key=lambda b: b.depth)
         many = self.queries > 1
         quoted = ", ".join(f'"{k}"' for k in keys)

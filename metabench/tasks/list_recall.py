@@ -41,7 +41,7 @@ class ListRecallSpec(TaskSpec):
             if i == 0:
                 text, off = with_marker(text, len(text), marker)
                 markers = (off,)
-            blocks.append(Block(text, depth if i == 0 else rng.random(), markers))
+            blocks.append(Block(text, depth if i == 0 else rng.random(), markers, primary=i == 0))
         blocks.sort(key=lambda b: b.depth)
         target = lists[0][j]
         return Layout(

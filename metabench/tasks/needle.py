@@ -77,8 +77,8 @@ class NeedleSpec(TaskSpec):
                 if self.marker_after_needle and k in queried:
                     text, off = with_marker(text, len(text), marker)
                     markers = (off,)
-                d = depth if ki == 0 and vi == 0 else rng.random()
-                blocks.append(Block(text, d, markers))
+                first = ki == 0 and vi == 0
+                blocks.append(Block(text, depth if first else rng.random(), markers, primary=first))
         # Blocks at the same slot keep list order; order them by depth so the text reads naturally.
         blocks.sort(key=lambda b: b.depth)
         answers = tuple(v for k in queried for v in values[k])

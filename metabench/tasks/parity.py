@@ -35,7 +35,7 @@ class ParitySpec(TaskSpec):
         answer = str(sum(bits[:cut]) % 2)
         return Layout(
             instruction="Somewhere in the text below is a string of bits with a | mark in it.\n\nText:",
-            blocks=(Block(text, depth, markers),),
+            blocks=(Block(text, depth, markers, primary=True),),
             question="\n\nWhat is the parity (XOR) of the bits before the | mark? Answer 0 or 1.",
             answer_prefix="\nAnswer:",
             target=answer,

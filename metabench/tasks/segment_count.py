@@ -47,7 +47,7 @@ class SegmentCountSpec(TaskSpec):
         text, markers = insert_markers(text, offsets, marker)
         return Layout(
             instruction="Somewhere in the text below is a sequence of words with a segment marked by [ and ].\n\nText:",
-            blocks=(Block(text, depth, markers),),
+            blocks=(Block(text, depth, markers, primary=True),),
             question=f'\n\nHow many times does the word "{item}" appear between [ and ]? Answer with a number.',
             answer_prefix="\nAnswer:",
             target=str(count),
