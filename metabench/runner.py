@@ -23,6 +23,7 @@ truncated.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import subprocess
@@ -173,6 +174,23 @@ def _row(s: Sample, prediction: str, n_out: int, latency: float) -> dict[str, An
     }
 
 
+def _finished_summary(cfg: RunConfig, lengths: list[Length], done: set[str]) -> dict[str, Any] | None:
+    """The summary of a run that has every row already, or None when there is work left.
+
+    Rerunning a finished run changes nothing: summary.json keeps the provenance of
+    the sessions that produced the rows (rewriting it would record a later commit,
+    0 s of generation and a start time of the rerun), and no model is loaded.
+    A summary in another format, or under another --name, is rebuilt.
+    """
+    path = cfg.out / "summary.json"
+    ids = (f"{e.name}/{l.label}/{i}" for l in lengths for e in cfg.suite.entries for i in range(e.samples))
+    if not path.exists() or not all(i in done for i in ids):
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    renamed = cfg.name is not None and summary.get("model", {}).get("name") != cfg.name
+    return summary if summary.get("format") == SUMMARY_FORMAT and not renamed else None
+
+
 def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
     """Run (or resume) `cfg`; `backend` reuses an already loaded model for cfg.model."""
     started = time.time()
@@ -205,6 +223,9 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
             )
     identity = _identity(cfg, tok, lengths, context)
     done = _check_folder(cfg.out, identity)
+    finished = _finished_summary(cfg, lengths, done)
+    if finished is not None:
+        return finished
     opts = dataclasses.replace(cfg.options, context=context)
     if backend is None:
         backend = make_backend(cfg.model, cfg.backend, tokenizer_path, max_len=longest.tokens)

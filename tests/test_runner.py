@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,6 +136,23 @@ def test_kill_and_resume_equals_uninterrupted(reference_run, tiny_llama_dir, tmp
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert _rows(out) == _rows(ref)
+
+
+def test_rerunning_a_finished_run_keeps_its_summary(reference_run, tiny_llama_dir, tmp_path):
+    ref, _ = reference_run
+    out = tmp_path / "again"
+    shutil.copytree(ref, out)
+    before = (out / "summary.json").read_bytes()
+    args = ("--model", f"hf:{tiny_llama_dir}", "--suite", str(Path(ref).parent / "suite.yaml"), "--out", str(out))
+    r = _run(*args)
+    assert r.returncode == 0, r.stderr
+    assert (out / "summary.json").read_bytes() == before  # provenance of the run that made the rows
+    assert "needle/single" in r.stdout  # the table is still printed
+    r = _run(*args, "--name", "renamed")  # a new display name is the one change a finished run takes
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"]["name"] == "renamed"
+    assert summary["cells"] == json.loads(before)["cells"]
 
 
 def test_bad_input_is_one_clear_line(reference_run, tiny_llama_dir, tmp_path):
