@@ -15,6 +15,11 @@
   `zero_meta_position`; the paper's Table 2 layout). It runs the real runner on
   the checkpoint and on a copy whose config sets the flag.
 
+- Induction (not in the paper; it explains recall and copy scores): the mean
+  next-token loss on a span of random key words and on the same span said
+  again right after it. A model with induction heads copies the second saying
+  (loss near 0); one without scores both alike, and cannot copy or recall.
+
 Attention weights are recomputed from each block's own input (captured with a
 forward hook) with the block's own projections and RoPE tables, so the
 analysis reads exactly what the model computes without changing its code.
@@ -163,6 +168,30 @@ def residual_cosine(model: Any, sequences: Sequence[list[int]], meta_id: int, wi
             for layer, a in sorted(sums.items())]
 
 
+def induction_loss(model: Any, tok: Any, spans: int = 32, words: int = 20, seed: int = 0) -> dict[str, Any]:
+    """Mean loss (nats) on the first and on the second saying of `spans` random key-word spans."""
+    import random
+
+    import torch
+    import torch.nn.functional as F
+
+    from metabench.words import KEY_WORDS
+
+    rng = random.Random(seed)
+    first: list[float] = []
+    second: list[float] = []
+    for _ in range(spans):
+        span = tok.encode(" " + " ".join(rng.choices(KEY_WORDS, k=words)) + ".")
+        ids = torch.tensor([span + span])
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1].float()
+        loss = F.cross_entropy(logits, ids[0, 1:], reduction="none")
+        n = len(span)
+        first.append(loss[: n - 1].mean().item())  # predicting the first saying's tokens 1..n-1
+        second.append(loss[n - 1 :].mean().item())  # predicting every token of the second saying
+    return {"first": sum(first) / spans, "second": sum(second) / spans, "spans": spans, "words": words}
+
+
 def _zeroed_copy(checkpoint: Path, into: Path) -> Path:
     """A copy of the checkpoint whose config turns on zero_meta_position (weights linked, not copied)."""
     into.mkdir(parents=True, exist_ok=True)
@@ -232,6 +261,7 @@ def analyze(cfg: AnalysisConfig) -> dict[str, Any]:
         "prompts": len(sequences), "paper": {"mean_entropy_drop": PAPER_ENTROPY_DROP},
         "attention": attention_stats(model, sequences, meta_id),
         "residual_cosine": residual_cosine(model, sequences, meta_id, cfg.window),
+        "induction": induction_loss(model, tok),
     }
     if cfg.ablation:
         result["zero_position_ablation"] = zero_pe_ablation(cfg)
@@ -247,6 +277,10 @@ def format_analysis(result: dict[str, Any]) -> str:
         "residual cosine with the preceding tokens, by layer (meta / other):",
         "  " + "  ".join(f"L{r['layer']} {r['cos_meta']:.2f}/{r['cos_other']:.2f}" for r in result["residual_cosine"]),
     ]
+    if "induction" in result:
+        i = result["induction"]
+        lines.append(f"induction: loss on a {i['words']}-word random span {i['first']:.3f} nats, "
+                     f"on the same span said again {i['second']:.3f} (copying makes it near 0)")
     if "zero_position_ablation" in result:
         lines.append(f"{'task':<24}{'length':>8}{'full':>8}{'zeroed':>8}{'chance':>8}")
         for r in result["zero_position_ablation"]:

@@ -99,6 +99,8 @@ def check_section(html: str, names: list[str], files: list[dict]) -> None:
         assert row[1:6] == [f"{att['mean_entropy_meta']:.3f}", f"{att['mean_entropy_other']:.3f}", f"{drop:+.3f}",
                             f"{PAPER_ENTROPY_DROP:.2f}", f"{att['mean_max_logit_diff']:+.3f}"]
         assert page.by_class["entropy-drop"][i] == f"{drop:+.3f}"
+        assert page.by_class["induction-first"][i] == f"{a['induction']['first']:.3f}"
+        assert page.by_class["induction-second"][i] == f"{a['induction']['second']:.3f}"
         # Per layer and head: meta, other, drop, max logits, in the file's sign conventions.
         rows = body(page.tables[f"analysis-{i}-heads"])
         want = sorted(heads, key=lambda h: (h["layer"], h["head"]))

@@ -84,6 +84,7 @@ class Analysis:
     mean_max_logit_diff: float
     cosine: tuple[LayerCosine, ...]
     ablation: tuple[AblationRow, ...] | None  # None: analysed with --no-ablation
+    induction: tuple[float, float] | None = None  # loss on a span's first / second saying; None: older file
 
 
 def _is_number(v: Any) -> bool:
@@ -160,6 +161,10 @@ def parse_analysis(data: Any, file: Path, name: str | None = None) -> Analysis:
             chance = None if f.get(r, "chance", w) is None else f.number(r, "chance", w)
             ablation.append(AblationRow(f.text(r, "entry", w), f.text(r, "length", w), f.text(r, "metric", w), chance,
                                         f.number(r, "full", w), f.number(r, "zeroed", w), f.count(r, "n", w)))
+    induction = None
+    if "induction" in data:
+        ind = f.get(data, "induction")
+        induction = (f.number(ind, "first", "induction"), f.number(ind, "second", "induction"))
     rows = f.get(att, "rows", "attention")
     checkpoint = f.text(data, "checkpoint")
     return Analysis(
@@ -174,6 +179,7 @@ def parse_analysis(data: Any, file: Path, name: str | None = None) -> Analysis:
         mean_max_logit_diff=f.number(att, "mean_max_logit_diff", "attention"),
         cosine=tuple(sorted(cosine, key=lambda c: c.layer)),
         ablation=None if ablation is None else tuple(ablation),
+        induction=induction,
     )
 
 
