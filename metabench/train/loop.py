@@ -123,7 +123,12 @@ class StepData(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> tuple[str, Batch, int]:
         cfg = self.cfg
-        phase, pstep = ("pretrain", step) if step < cfg.pretrain_steps else ("finetune", step - cfg.pretrain_steps)
+        if step < cfg.induction_steps:
+            phase, pstep = "induction", step
+        elif step < cfg.induction_steps + cfg.pretrain_steps:
+            phase, pstep = "pretrain", step - cfg.induction_steps
+        else:
+            phase, pstep = "finetune", step - cfg.induction_steps - cfg.pretrain_steps
         batch, width = self.stream.rows(phase, pstep, self.mine, cfg.finetune_steps)
         return phase, batch, width
 

@@ -1,7 +1,8 @@
 """Training configurations: one frozen dataclass, and named presets.
 
-A run is pre-training (procedural text with meta-tokens at uniformly random
-positions, M = k * n with k = 0.1) and then fine-tuning on the task suite
+A run is an induction phase (short rows of a random key-word span said twice),
+pre-training (procedural text with meta-tokens at uniformly random positions,
+M = k * n with k = 0.1) and then fine-tuning on the task suite
 (meta-tokens at the task positions) through a curriculum of increasing
 lengths, under one AdamW schedule: linear warmup, cosine decay to min_lr.
 
@@ -14,6 +15,14 @@ Presets:
   About 14M tokens: 115 s on one H200; on CPU at the ~5k tokens/s one core
   gave here, about 45 minutes (a shorter 150 + 1650 schedule, which would fit
   in 30 minutes, learned no recall at all; see reference_model/MODEL_CARD.md).
+  It learns no induction (metabench analyze: loss 5.93 nats on a random 20-word
+  span, 6.51 on the same span said again), hence 0 on list_recall, kv_recall
+  and copy.
+  Tried and measured on 2 CPU cores (29 min 44 s): 3000 induction steps + 400
+  pre-training + 3200 fine-tuning with list_recall and copy weighted twice. The
+  induction phase lowered its loss from a 4.7 plateau to 4.17 (partial), and the
+  result scored worse (needle 0, list_recall 5%, copy 0 at 1x), so the bundled
+  recipe stays; the induction phase remains available (--induction-steps).
 - small: 4 x 256, block 512; a GPU (or a patient CPU).
 - paper: the paper's 12 x 768, block 1024, batch 32 x 1024 tokens; GPUs.
 
@@ -50,6 +59,7 @@ DEFAULT_TASKS = (
 @dataclass(frozen=True)
 class TrainConfig:
     model: GPTConfig
+    induction_steps: int = 0  # first: short rows of a random key-word span said twice (data.induction_row)
     pretrain_steps: int = 0  # procedural text with random meta-tokens
     finetune_steps: int = 100  # task suite, split evenly over the curriculum's stages
     batch_size: int = 16  # rows per optimizer step, over all processes together
@@ -74,11 +84,11 @@ class TrainConfig:
         for name in ("batch_size", "micro_batch", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("pretrain_steps", "finetune_steps", "warmup_steps"):
+        for name in ("induction_steps", "pretrain_steps", "finetune_steps", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.total_steps < 1:
-            raise ValueError("pretrain_steps + finetune_steps must be >= 1")
+            raise ValueError("induction_steps + pretrain_steps + finetune_steps must be >= 1")
         if not 0 < self.min_lr <= self.lr:
             raise ValueError(f"need 0 < min_lr <= lr, got min_lr {self.min_lr}, lr {self.lr}")
         if not 0.0 <= self.meta_fraction < 1.0:
@@ -94,7 +104,7 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int:
-        return self.pretrain_steps + self.finetune_steps
+        return self.induction_steps + self.pretrain_steps + self.finetune_steps
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; what a training state is checked against on resume."""
@@ -123,6 +133,7 @@ _BUNDLED = {"vocab_size": 4096, "meta_token_id": 1}  # metabench/assets/tokenize
 PRESETS: dict[str, TrainConfig] = {
     "micro": TrainConfig(
         model=GPTConfig(block_size=128, n_layer=1, n_head=2, n_embd=32, **_BUNDLED),
+        induction_steps=2,
         pretrain_steps=2,
         finetune_steps=4,
         batch_size=4,

@@ -37,6 +37,26 @@ def test_pretrain_row_has_k_n_meta_tokens_without_loss(ref_tok):
     assert text.count(".") >= 5 and "<|meta|>" not in text
 
 
+def test_induction_row_is_a_span_said_twice(ref_tok):
+    s = stream(ref_tok, meta_fraction=0.1)
+    lengths = set()
+    for row in range(20):
+        ids, w = s.induction_row(step=2, row=row)
+        assert len(ids) == len(w) <= 256
+        text = [i for i in ids if i != META]
+        half = len(text) // 2
+        assert len(text) % 2 == 0 and text[:half] == text[half:]  # the second saying copies the first
+        assert ids.count(META) == round(0.1 * len(text))  # M = k * n, as in pre-training
+        assert w[0] == 0.0 and all((w[t] == 0.0) == (ids[t] == META) for t in range(1, len(ids)))
+        words = ref_tok.backend.decode(text[:half]).split()
+        assert 4 <= len(words) <= 24
+        lengths.add(len(words))
+    assert len(lengths) > 5  # varied, so a fixed look-back offset cannot stand in for matching content
+    assert s.induction_row(2, 0) == stream(ref_tok).induction_row(2, 0) != s.induction_row(3, 0)
+    batch, width = s.rows("induction", 2, range(4))
+    assert width == max(len(s.induction_row(2, r)[0]) for r in range(4)) == batch.ids.shape[1]
+
+
 def test_rows_are_pure_and_distinct(ref_tok):
     a, b = stream(ref_tok), stream(ref_tok)
     assert a.pretrain_row(7, 1) == b.pretrain_row(7, 1)

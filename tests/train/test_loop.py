@@ -31,7 +31,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_warmup_then_cosine_to_min_lr():
-    cfg = replace(PRESETS["micro"], pretrain_steps=0, finetune_steps=110, warmup_steps=10, lr=1e-3, min_lr=1e-4)
+    cfg = replace(PRESETS["micro"], induction_steps=0, pretrain_steps=0, finetune_steps=110, warmup_steps=10, lr=1e-3, min_lr=1e-4)
     f = lr_lambda(cfg)
     assert [round(f(s), 6) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
     assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
@@ -80,8 +80,8 @@ def test_micro_run_is_a_loadable_checkpoint(micro_run):
     model = AutoModelForCausalLM.from_pretrained(micro_run, trust_remote_code=True, local_files_only=True)
     assert type(model).__name__ == "MetaForCausalLM"
     lines = log(micro_run)
-    assert [r["step"] for r in lines] == list(range(1, 7))
-    assert {r["phase"] for r in lines} == {"pretrain", "finetune"}
+    assert [r["step"] for r in lines] == list(range(1, 9))
+    assert {r["phase"] for r in lines} == {"induction", "pretrain", "finetune"}
     assert all(r["tokens_per_s"] > 0 for r in lines)
     assert lines[-1]["loss"] < lines[0]["loss"]
 
@@ -115,7 +115,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, run_cli):
         time.sleep(0.005)
     assert child.wait(30) == -signal.SIGKILL, "the run finished before it could be killed"
     saved = torch.load(killed / STATE_NAME, weights_only=False)["step"]
-    assert 8 <= saved < 62 and not (killed / "model.safetensors").exists()
+    assert 8 <= saved < 64 and not (killed / "model.safetensors").exists()
 
     proc = run_cli("train", "--out", str(killed), *steps)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -146,7 +146,8 @@ def test_two_process_ddp_matches_one_process(tmp_path, run_cli):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     l1, l2 = log(one), log(two)
-    assert len(l1) == len(l2) == 6
+    assert len(l1) == len(l2) == 8  # 2 induction (rows of different widths per process), 2 pre-training, 4 fine-tuning
+    assert [r["phase"] for r in l1] == ["induction"] * 2 + ["pretrain"] * 2 + ["finetune"] * 4
     for r1, r2 in zip(l1, l2):
         assert r1["loss"] == pytest.approx(r2["loss"], abs=1e-5) and r1["tokens"] == r2["tokens"]
     a, b = weights(one), weights(two)
