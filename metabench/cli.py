@@ -248,7 +248,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from metabench.reproduce import reproduce
 
-    numbers = reproduce(args.preset, args.out, device=args.device, publish=args.publish)
+    numbers = reproduce(args.preset, args.out, device=args.device, publish=args.publish, jobs=args.jobs)
     for name, model in numbers["models"].items():
         print(f"{name}:")
         for entry, cells in model["cells"].items():
@@ -336,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="folder for every stage's output; rerun to resume")
     rp.add_argument("--device", default="auto", help="auto | cpu | cuda")
     rp.add_argument("--publish", help="also copy the leaderboard, summaries and analyses to this folder")
+    rp.add_argument("--jobs", type=int, help="independent stages run at once, each with cores/jobs threads "
+                    "(default: 2 on CPU, 1 on GPU); the numbers depend on it through float rounding")
     rp.set_defaults(func=_cmd_reproduce)
 
     a = sub.add_parser("analyze", help="the paper's analyses on a meta-token checkpoint (entropy, cosine, zeroed positions)")

@@ -18,7 +18,16 @@ was run with) and is skipped next time; a stage killed midway resumes through
 its own mechanism (training states, the runner's results.jsonl). A finished
 stage whose recorded inputs differ from this run's is an error, not a silent
 mix. Deterministic: fixed seeds everywhere and greedy decoding, so two runs on
-one machine give the same numbers.
+one machine with the same --jobs give the same numbers.
+
+Parallel: the two trainings, the two extensions, the four evaluations and the
+two analyses are independent, and run `--jobs` at a time (default 2 on a CPU
+machine, 1 on a GPU), each stage in its own spawned process with
+cores // jobs threads, printing a progress line a minute. A stage process dies
+with its parent (PR_SET_PDEATHSIG on Linux), so a killed reproduce leaves
+nothing running that a rerun would race with. Measured on 2 CPU cores: two
+1-thread tiny trainings side by side run at 0.63 s/step each, against
+0.345 s/step for one 2-thread training, so the pair finishes 9% sooner.
 
 Evaluation lengths: the standard 0.25x, 0.5x, 0.75x, 1x, 1.5x, 2x of the
 model's training window, keeping those that hold every task's prompt (a
@@ -30,8 +39,13 @@ are printed. Base models are evaluated beyond their window on purpose
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import multiprocessing.connection as mp_connection
+import os
 import shutil
+import sys
 import time
+import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -65,32 +79,139 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-class Stages:
-    """Runs named stages once: out/.stages/NAME.json records a finished stage and its inputs."""
+@dataclass(frozen=True)
+class Stage:
+    """One named step of the pipeline, run in a worker process.
 
-    def __init__(self, out: Path, total: int):
+    fn is a module-level function (a spawned worker imports it by name); watch
+    is a JSONL file the stage appends to as it goes (a training log, a
+    results.jsonl) and total its final size, for the progress lines.
+    """
+
+    name: str
+    inputs: dict[str, Any]
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    watch: Path | None = None
+    total: int | None = None
+
+    def progress(self) -> str:
+        if self.watch is None or not self.watch.is_file():
+            return f"{self.name}: running"
+        lines = [x for x in self.watch.read_text().splitlines() if x.strip()]
+        if lines and self.watch.name == "train_log.jsonl":  # its last record
+            last = json.loads(lines[-1])
+            return f"{self.name}: step {last['step']}/{self.total} loss {last['loss']:.3f}"
+        return f"{self.name}: {len(lines)}/{self.total} samples"
+
+
+def _worker(fn: Callable[..., Any], args: tuple[Any, ...], threads: int, parent: int, conn: Any) -> None:
+    """A stage's process: dies with its parent, uses `threads` cores, reports failure through conn."""
+    if sys.platform.startswith("linux"):  # a killed reproduce must not leave a stage running behind it
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()  # stages run beyond the window on purpose
+        transformers.utils.logging.disable_progress_bar()  # per-file bars of every load and save
+    except ImportError:
+        pass
+    try:
+        fn(*args)
+    except BaseException as exc:
+        traceback.print_exc()
+        conn.send(f"{type(exc).__name__}: {exc}")
+        raise SystemExit(1) from None
+    conn.send(None)
+
+
+class Stages:
+    """Runs named stages once: out/.stages/NAME.json records a finished stage and its inputs.
+
+    A group of independent stages runs `jobs` at a time, each in its own
+    process with cores // jobs threads: on 2 CPU cores two 1-thread trainings
+    side by side take 9% less time than the same two one after the other with
+    2 threads each (small matrices use a second thread poorly). The numbers
+    then depend on the thread count only through float rounding, and a rerun
+    with the same --jobs on the same machine gives the same bytes.
+    """
+
+    def __init__(self, out: Path, total: int, jobs: int, poll_s: float = 60.0):
         self.dir = out / ".stages"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.total, self.k = total, 0
+        self.total, self.k, self.jobs, self.poll_s = total, 0, jobs, poll_s
+        self.threads = max(1, _cores() // jobs)
 
-    def run(self, name: str, inputs: dict[str, Any], fn: Callable[[], Any]) -> bool:
-        """Run fn unless the stage is done; returns whether it ran."""
-        self.k += 1
-        marker = self.dir / (name.replace("/", "__") + ".json")
-        if marker.is_file():
-            done = json.loads(marker.read_text())
-            if done["inputs"] != json.loads(json.dumps(inputs)):
-                raise MetabenchError(
-                    f"stage {name} in {self.dir.parent} was run with other settings; use a new --out folder"
-                )
-            _say(f"[{self.k}/{self.total}] {name}: done")
-            return False
-        _say(f"[{self.k}/{self.total}] {name}: running")
-        t = time.time()
-        fn()
-        marker.write_text(json.dumps({"inputs": inputs, "seconds": round(time.time() - t, 1)}, indent=1) + "\n")
-        _say(f"[{self.k}/{self.total}] {name}: finished in {time.time() - t:.0f} s")
-        return True
+    def _marker(self, stage: Stage) -> Path:
+        return self.dir / (stage.name.replace("/", "__") + ".json")
+
+    def run(self, *group: Stage) -> None:
+        """Run the stages of a group that are not done yet, up to `jobs` at once."""
+        todo: list[tuple[int, Stage]] = []
+        for stage in group:
+            self.k += 1
+            marker = self._marker(stage)
+            if marker.is_file():
+                done = json.loads(marker.read_text())
+                if done["inputs"] != json.loads(json.dumps(stage.inputs)):
+                    raise MetabenchError(
+                        f"stage {stage.name} in {self.dir.parent} was run with other settings; use a new --out folder"
+                    )
+                _say(f"[{self.k}/{self.total}] {stage.name}: done")
+            else:
+                todo.append((self.k, stage))
+        ctx = mp.get_context("spawn")  # fork and torch's thread pools do not mix
+        running: dict[Any, tuple[int, Stage, float, Any]] = {}
+        try:
+            while todo or running:
+                while todo and len(running) < self.jobs:
+                    k, stage = todo.pop(0)
+                    _say(f"[{k}/{self.total}] {stage.name}: running")
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(target=_worker, args=(stage.fn, stage.args, self.threads, os.getpid(), send))
+                    proc.start()
+                    send.close()
+                    running[proc] = (k, stage, time.time(), recv)
+                ready = mp_connection.wait([p.sentinel for p in running], timeout=self.poll_s)
+                if not ready:
+                    _say("  " + " | ".join(s.progress() for _, s, _, _ in running.values()))
+                for proc in [p for p in running if p.sentinel in ready]:
+                    k, stage, t, recv = running.pop(proc)
+                    proc.join()
+                    error = recv.recv() if recv.poll() else f"its process ended with exit code {proc.exitcode}"
+                    if error is not None or proc.exitcode != 0:
+                        raise MetabenchError(
+                            f"stage {stage.name} failed: {error or proc.exitcode}. What it finished is kept: "
+                            "fix the cause and rerun the same command to resume"
+                        )
+                    self._marker(stage).write_text(
+                        json.dumps({"inputs": stage.inputs, "seconds": round(time.time() - t, 1)}, indent=1) + "\n"
+                    )
+                    _say(f"[{k}/{self.total}] {stage.name}: finished in {time.time() - t:.0f} s")
+        finally:
+            for proc in running:  # a failure or Ctrl-C: stop the siblings; they resume on the next run
+                proc.kill()
+                proc.join()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_jobs(device: str) -> int:
+    """Stages at once: 2 on a CPU machine with 2+ cores, else 1 (one GPU trains one model at a time)."""
+    import torch
+
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return 1 if on_gpu else min(2, _cores())
 
 
 def eval_suite(cfg: Any, tokenizer_dir: Path, samples: int):
@@ -121,64 +242,91 @@ def eval_suite(cfg: Any, tokenizer_dir: Path, samples: int):
     return suite.with_overrides(lengths=tuple(keep))
 
 
-def reproduce(preset: str, out: str | Path, device: str = "auto", publish: str | Path | None = None) -> dict[str, Any]:
+def _copy_tokenizer(dest: Path) -> None:
+    from metabench.cli import default_tokenizer
+
+    shutil.copytree(default_tokenizer(), dest, dirs_exist_ok=True)
+
+
+def _train(cfg: Any, out: Path, device: str, tok_dir: Path) -> None:
+    from metabench.train.loop import train
+
+    train(cfg, out, device=device, tokenizer_dir=tok_dir, quiet=True)
+
+
+def _extend(src: Path, out: Path, steps: int, device: str) -> None:
+    from metabench.train.extend import extend_and_finetune
+
+    extend_and_finetune(src, out, 2.0, steps=steps, device=device, quiet=True)
+
+
+def _evaluate(model: Path, suite: Any, out: Path, window: int, name: str, preset: str) -> None:
+    from metabench.generate import Options
+    from metabench.runner import RunConfig, run
+
+    run(RunConfig(model=f"hf:{model}", suite=suite, out=out, context=window, name=name,
+                  options=Options(marker=MARKER), allow_beyond_context=True, progress=False,
+                  command=f"metabench reproduce --preset {preset}"))
+
+
+def _analyze(checkpoint: Path, out: Path, samples: int, ablation: bool) -> None:
+    from metabench.analysis import AnalysisConfig, analyze
+
+    analyze(AnalysisConfig(checkpoint=str(checkpoint), out=out, suite="paper", lengths=("1x",), samples=samples,
+                           marker=MARKER, ablation=ablation))
+
+
+def _leaderboard(out: Path, preset: str) -> None:
+    from metabench.report import ReportOptions, build_report
+
+    build_report([out / "results" / m for m in MODELS], out / "leaderboard" / "index.html",
+                 ReportOptions(title=f"metabench reference models ({preset})"),
+                 analyses=[f"{preset}-{m}={out / 'analysis' / m / 'analysis.json'}" for m in ("meta", "nometa")])
+    (out / "leaderboard" / "results.json").write_text(json.dumps(collect(out), indent=1, sort_keys=True) + "\n")
+
+
+def reproduce(
+    preset: str, out: str | Path, device: str = "auto", publish: str | Path | None = None, jobs: int | None = None
+) -> dict[str, Any]:
+    """Run (or resume) every stage into `out`; returns results.json's numbers. jobs: stages at once."""
     from metabench.train.presets import PRESETS
 
     if preset not in PRESETS or preset not in PLANS:
         raise MetabenchError(f"unknown preset {preset!r}: choose from {', '.join(p for p in PRESETS if p in PLANS)}")
+    jobs = jobs or default_jobs(device)
+    if jobs < 1:
+        raise MetabenchError(f"--jobs must be at least 1, got {jobs}")
     cfg, plan = PRESETS[preset], PLANS[preset]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     models = out / "models"
-    stages = Stages(out, total=1 + 2 + 2 + 4 + 2 + 1)
+    stages = Stages(out, total=1 + 2 + 2 + 4 + 2 + 1, jobs=jobs)
     tok_dir = out / "tokenizer"
     settings = {"preset": preset, "train": cfg.to_dict(), "plan": plan.__dict__}
+    _say(f"reproduce --preset {preset}: {jobs} stage(s) at a time, {stages.threads} thread(s) each, in {out}")
 
-    def build_tokenizer() -> None:
-        from metabench.cli import default_tokenizer
-
-        shutil.copytree(default_tokenizer(), tok_dir, dirs_exist_ok=True)
-
-    stages.run("tokenizer", settings, build_tokenizer)
-
-    from metabench.train.extend import extend_and_finetune
-    from metabench.train.loop import train
-
+    stages.run(Stage("tokenizer", settings, _copy_tokenizer, (tok_dir,)))
     variants = {"meta": cfg, "nometa": cfg.with_overrides(meta_attention=False)}
-    for name, c in variants.items():
-        stages.run(f"train/{name}", settings,
-                   lambda c=c, name=name: train(c, models / name, device=device, tokenizer_dir=tok_dir))
-    for name in variants:
-        stages.run(f"extend/{name}", settings, lambda name=name: extend_and_finetune(
-            models / name, models / f"{name}-yarn2x", 2.0, steps=plan.extend_steps, device=device))
-
-    from metabench.generate import Options
-    from metabench.runner import RunConfig, run
+    stages.run(*(Stage(f"train/{name}", settings, _train, (c, models / name, device, tok_dir),
+                       watch=models / name / "train_log.jsonl", total=c.total_steps) for name, c in variants.items()))
+    stages.run(*(Stage(f"extend/{name}", settings, _extend, (models / name, models / f"{name}-yarn2x",
+                                                              plan.extend_steps, device),
+                       watch=models / f"{name}-yarn2x" / "train_log.jsonl", total=plan.extend_steps)
+                 for name in variants))
 
     suite = eval_suite(cfg, tok_dir, plan.eval_samples)
+    suite = replace(suite, name=f"reproduce-{preset}")
     window = cfg.model.block_size
-    for name in MODELS:
-        stages.run(f"eval/{name}", {**settings, "lengths": list(suite.lengths)}, lambda name=name: run(RunConfig(
-            model=f"hf:{models / name}", suite=replace(suite, name=f"reproduce-{preset}"), out=out / "results" / name,
-            context=window, name=f"{preset}-{name}", options=Options(marker=MARKER), allow_beyond_context=True,
-            progress=False, command=f"metabench reproduce --preset {preset}")))
+    with_lengths = {**settings, "lengths": list(suite.lengths)}
+    samples = len(suite.entries) * len(suite.lengths) * plan.eval_samples
+    stages.run(*(Stage(f"eval/{name}", with_lengths, _evaluate,
+                       (models / name, suite, out / "results" / name, window, f"{preset}-{name}", preset),
+                       watch=out / "results" / name / "results.jsonl", total=samples) for name in MODELS))
+    stages.run(*(Stage(f"analyze/{name}", settings, _analyze,
+                       (models / name, out / "analysis" / name, plan.analysis_samples, plan.ablation))
+                 for name in ("meta", "nometa")))
+    stages.run(Stage("leaderboard", with_lengths, _leaderboard, (out, preset)))
 
-    from metabench.analysis import AnalysisConfig, analyze
-
-    for name in ("meta", "nometa"):
-        stages.run(f"analyze/{name}", settings, lambda name=name: analyze(AnalysisConfig(
-            checkpoint=str(models / name), out=out / "analysis" / name, suite="paper", lengths=("1x",),
-            samples=plan.analysis_samples, marker=MARKER, ablation=plan.ablation)))
-
-    def leaderboard() -> None:
-        from metabench.report import ReportOptions, build_report
-
-        build_report([out / "results" / m for m in MODELS], out / "leaderboard" / "index.html",
-                     ReportOptions(title=f"metabench reference models ({preset})"),
-                     analyses=[f"{preset}-{m}={out / 'analysis' / m / 'analysis.json'}" for m in ("meta", "nometa")])
-        (out / "leaderboard" / "results.json").write_text(json.dumps(collect(out), indent=1, sort_keys=True) + "\n")
-
-    stages.run("leaderboard", {**settings, "lengths": list(suite.lengths)}, leaderboard)
     numbers = json.loads((out / "leaderboard" / "results.json").read_text())
     if publish:
         dest = Path(publish)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -74,3 +75,54 @@ def test_two_runs_give_the_same_models_and_predictions(first, tmp_path):
         pa = [json.loads(x)["prediction"] for x in (out / "results" / name / "results.jsonl").read_text().splitlines()]
         pb = [json.loads(x)["prediction"] for x in (other / "results" / name / "results.jsonl").read_text().splitlines()]
         assert pa == pb, name
+
+
+def _stage_processes(pid: int) -> list[int]:
+    """The spawned stage processes of a running reproduce (its children that run spawn_main)."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(k) for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc (Linux)")
+def test_a_killed_reproduce_stops_its_stages_and_resumes_to_the_same_numbers(first, tmp_path):
+    out, _ = first
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "metabench", "reproduce", "--preset", "micro", "--out", str(killed), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if "train/nometa: running" in line:
+            break
+    stages = _stage_processes(proc.pid)
+    assert len(stages) == 2  # both trainings, side by side
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    while any(_alive(p) for p in stages) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in stages), "stage processes outlived the killed reproduce"
+    r = _reproduce(killed)
+    assert "[1/12] tokenizer: done" in r.stdout and "[12/12] leaderboard: finished" in r.stdout
+    for name in MODELS:
+        assert (killed / "models" / name / "model.safetensors").read_bytes() == (
+            out / "models" / name / "model.safetensors").read_bytes(), name
+
+
+def test_a_failing_stage_is_named_and_what_finished_is_kept(tmp_path):
+    out = tmp_path / "broken"
+    (out / "models" / "nometa").mkdir(parents=True)
+    (out / "models" / "nometa" / "train_state.pt").write_bytes(b"not a training state")
+    r = subprocess.run([sys.executable, "-m", "metabench", "reproduce", "--preset", "micro", "--out", str(out),
+                        "--device", "cpu"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("metabench: error: stage train/nometa failed: ValueError:"), last
+    assert "delete it to start this training over" in last and "rerun the same command to resume" in last
+    assert (out / ".stages" / "tokenizer.json").is_file()
+    assert not (out / ".stages" / "train__nometa.json").exists()

@@ -28,6 +28,7 @@ def extend_and_finetune(
     micro_batch: int | None = None,
     device: str = "auto",
     workers: int = 0,
+    quiet: bool = False,
 ) -> Path:
     """extend(src, out, factor), then `steps` fine-tuning steps at the new window; returns out."""
     src, out = Path(src), Path(out)
@@ -60,4 +61,4 @@ def extend_and_finetune(
         log_every=max(1, min(10, steps)),
         ckpt_every=max(1, min(100, steps)),
     )
-    return train(cfg, out, device=device, init_from=out, workers=workers)
+    return train(cfg, out, device=device, init_from=out, workers=workers, quiet=quiet)
