@@ -27,7 +27,9 @@ cores // jobs threads, printing a progress line a minute. A stage process dies
 with its parent (PR_SET_PDEATHSIG on Linux), so a killed reproduce leaves
 nothing running that a rerun would race with. Measured on 2 CPU cores: two
 1-thread tiny trainings side by side run at 0.63 s/step each, against
-0.345 s/step for one 2-thread training, so the pair finishes 9% sooner.
+0.345 s/step for one 2-thread training, so the pair finishes 9% sooner; the
+whole tiny reproduction took 46 min 46 s there (stage times: stages.json in
+leaderboards/reproduce-tiny-cpu, written by --publish).
 
 Evaluation lengths: the standard 0.25x, 0.5x, 0.75x, 1x, 1.5x, 2x of the
 model's training window, keeping those that hold every task's prompt (a
@@ -193,7 +195,8 @@ class Stages:
                             "fix the cause and rerun the same command to resume"
                         )
                     self._marker(stage).write_text(
-                        json.dumps({"inputs": stage.inputs, "seconds": round(time.time() - t, 1)}, indent=1) + "\n"
+                        json.dumps({"inputs": stage.inputs, "seconds": round(time.time() - t, 1),
+                                    "threads": self.threads, "jobs": self.jobs}, indent=1) + "\n"
                     )
                     _say(f"[{k}/{self.total}] {stage.name}: finished in {time.time() - t:.0f} s")
         finally:
@@ -338,6 +341,11 @@ def reproduce(
             shutil.copy2(out / "results" / name / "summary.json", dest / "runs" / name / "summary.json")
         for name in ("meta", "nometa"):
             shutil.copy2(out / "analysis" / name / "analysis.json", dest / f"analysis-{name}.json")
+        timing = {}  # how long each stage took, and with how many stages at once and threads each
+        for marker in sorted((out / ".stages").glob("*.json")):
+            done = json.loads(marker.read_text())
+            timing[marker.stem.replace("__", "/")] = {k: done.get(k) for k in ("seconds", "jobs", "threads")}
+        (dest / "stages.json").write_text(json.dumps({"cores": _cores(), "stages": timing}, indent=1) + "\n")
         _say(f"published to {dest}")
     return numbers
 

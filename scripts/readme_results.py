@@ -5,7 +5,8 @@
 
 The block sits between `<!-- results:start -->` and `<!-- results:end -->` and
 is built from leaderboards/reference-tiny/runs/*.summary.json (written by
-scripts/leaderboards.sh).
+scripts/leaderboards.sh) and leaderboards/reproduce-tiny-cpu/runs/*/summary.json
+(written by `metabench reproduce --preset tiny --publish leaderboards/reproduce-tiny-cpu`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "leaderboards" / "reference-tiny" / "runs"
+REPRODUCED = ROOT / "leaderboards" / "reproduce-tiny-cpu" / "runs"  # reproduce's models: meta, nometa, ...
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-COLUMNS = [("tiny", "1x"), ("tiny-nometa", "1x"), ("tiny-yarn2x", "2x"), ("tiny-nometa-yarn2x", "2x"), ("tiny", "2x")]
+COLUMNS = [("tiny", "1x"), ("tiny-nometa", "1x"), ("tiny-yarn2x", "2x"), ("tiny-nometa-yarn2x", "2x"), ("tiny", "2x"),
+           ("cpu meta", "1x"), ("cpu nometa", "1x")]
 
 
 def table() -> str:
     runs = {p.name.removesuffix(".summary.json"): json.loads(p.read_text()) for p in sorted(RUNS.glob("*.summary.json"))}
+    runs |= {f"cpu {p.parent.name}": json.loads(p.read_text()) for p in sorted(REPRODUCED.glob("*/summary.json"))}
     cells: dict[tuple[str, str, str], dict] = {}
     entries: list[str] = []
     for name, s in runs.items():
@@ -46,7 +50,9 @@ def table() -> str:
         lines.append("| " + " | ".join(row) + " |")
     n = next(iter(runs.values()))["cells"][0]["n"] if runs else 0
     note = (f"Primary metric in percent with its 95% interval, {n} samples per cell; the window is 256 tokens, "
-            "so `tiny 2x` runs past it and `*-yarn2x` runs inside the YaRN-extended window.")
+            "so `tiny 2x` runs past it and `*-yarn2x` runs inside the YaRN-extended window. The `cpu` columns "
+            "are the same recipe retrained by `metabench reproduce --preset tiny` on 2 CPU cores "
+            "(leaderboards/reproduce-tiny-cpu): other hardware, other float rounding, other weights.")
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 

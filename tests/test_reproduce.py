@@ -126,3 +126,20 @@ def test_a_failing_stage_is_named_and_what_finished_is_kept(tmp_path):
     assert "delete it to start this training over" in last and "rerun the same command to resume" in last
     assert (out / ".stages" / "tokenizer.json").is_file()
     assert not (out / ".stages" / "train__nometa.json").exists()
+
+
+def test_publish_copies_the_leaderboard_and_the_stage_times(first, tmp_path):
+    out, _ = first
+    dest = tmp_path / "published"
+    r = subprocess.run([sys.executable, "-m", "metabench", "reproduce", "--preset", "micro", "--out", str(out),
+                        "--device", "cpu", "--publish", str(dest)], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert ": running" not in r.stdout
+    assert (dest / "index.html").read_bytes() == (out / "leaderboard" / "index.html").read_bytes()
+    assert json.loads((dest / "results.json").read_text()) == json.loads((out / "leaderboard" / "results.json").read_text())
+    for name in MODELS:
+        assert json.loads((dest / "runs" / name / "summary.json").read_text())["model"]["name"] == f"micro-{name}"
+    times = json.loads((dest / "stages.json").read_text())
+    assert len(times["stages"]) == 12 and all(s["seconds"] >= 0 for s in times["stages"].values())
+    assert times["stages"]["train/meta"]["jobs"] >= 1 and times["stages"]["train/meta"]["threads"] >= 1

@@ -12,9 +12,10 @@ Presets:
 - tiny: the bundled reference model (1.6M parameters): 4 x 128, block 256 (every
   default-suite task fits at 1x), 800 pre-training + 3200 fine-tuning steps of
   16 rows, mostly on the tasks, since pre-training alone does not teach recall.
-  About 14M tokens: 115 s on one H200; on CPU at the ~5k tokens/s one core
-  gave here, about 45 minutes (a shorter 150 + 1650 schedule, which would fit
-  in 30 minutes, learned no recall at all; see reference_model/MODEL_CARD.md).
+  About 14M tokens: 115 s on one H200; 27 min 11 s wall on 2 CPU cores
+  (`--threads 2`, 1.20 GB max RSS), before the loss stopped copying the logits
+  (12% off a CPU step). A shorter 150 + 1650 schedule learned no recall at all
+  (see reference_model/MODEL_CARD.md).
   It learns no induction (metabench analyze: loss 5.93 nats on a random 20-word
   span, 6.51 on the same span said again), hence 0 on list_recall, kv_recall
   and copy.
