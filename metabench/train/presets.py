@@ -21,9 +21,11 @@ Presets:
   and copy.
   Tried and measured on 2 CPU cores (29 min 44 s): 3000 induction steps + 400
   pre-training + 3200 fine-tuning with list_recall and copy weighted twice. The
-  induction phase lowered its loss from a 4.7 plateau to 4.17 (partial), and the
-  result scored worse (needle 0, list_recall 5%, copy 0 at 1x), so the bundled
-  recipe stays; the induction phase remains available (--induction-steps).
+  induction phase (then with meta-tokens in its rows) lowered its loss from a 4.7
+  plateau to 4.17 (partial), and the result scored worse (needle 0, list_recall
+  5%, copy 0 at 1x), so the bundled recipe stays; the induction phase remains
+  available (--induction-steps), now without meta-tokens, which form induction
+  (see data.induction_row).
 - small: 4 x 256, block 512; a GPU (or a patient CPU).
 - paper: the paper's 12 x 768, block 1024, batch 32 x 1024 tokens; GPUs.
 

@@ -43,12 +43,11 @@ def test_induction_row_is_a_span_said_twice(ref_tok):
     for row in range(20):
         ids, w = s.induction_row(step=2, row=row)
         assert len(ids) == len(w) <= 256
-        text = [i for i in ids if i != META]
-        half = len(text) // 2
-        assert len(text) % 2 == 0 and text[:half] == text[half:]  # the second saying copies the first
-        assert ids.count(META) == round(0.1 * len(text))  # M = k * n, as in pre-training
-        assert w[0] == 0.0 and all((w[t] == 0.0) == (ids[t] == META) for t in range(1, len(ids)))
-        words = ref_tok.backend.decode(text[:half]).split()
+        assert META not in ids  # random meta-tokens stop induction forming (see induction_row)
+        half = len(ids) // 2
+        assert len(ids) % 2 == 0 and ids[:half] == ids[half:]  # the second saying copies the first
+        assert w[0] == 0.0 and all(x == 1.0 for x in w[1:])
+        words = ref_tok.backend.decode(ids[:half]).split()
         assert 4 <= len(words) <= 24
         lengths.add(len(words))
     assert len(lengths) > 5  # varied, so a fixed look-back offset cannot stand in for matching content
