@@ -102,7 +102,7 @@ class Stream:
         thread, loss on the second saying of random 20-word spans; first saying ~4.8 nats):
         without meta-tokens it falls to 0.26 nats by step 3000 (a phase change at steps
         1900-2400); with meta-tokens at 10% of random positions, as in pre-training, it is
-        still 4.37 at step 2600 (random meta-tokens break "the token after the earlier
+        3.60 at step 3000 (random meta-tokens break "the token after the earlier
         occurrence", the pattern induction copies). On procedural rows, even with sentences or
         spans recurring within 256-token rows, no induction formed in 400 steps. Spans vary in
         length so that no fixed look-back offset can stand in for matching content (with a
