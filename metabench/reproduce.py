@@ -25,10 +25,10 @@ two analyses are independent, and run `--jobs` at a time (default 2 on a CPU
 machine, 1 on a GPU), each stage in its own spawned process with
 cores // jobs threads, printing a progress line a minute. A stage process dies
 with its parent (PR_SET_PDEATHSIG on Linux), so a killed reproduce leaves
-nothing running that a rerun would race with. Measured on 2 CPU cores: two
-1-thread tiny trainings side by side run at 0.63 s/step each, against
-0.345 s/step for one 2-thread training, so the pair finishes 9% sooner; the
-whole tiny reproduction took 46 min 46 s there (stage times: stages.json in
+nothing running that a rerun would race with. Measured on 2 CPU cores
+(benchmarks/train_step.py): two 1-thread tiny trainings side by side run at
+0.67 s/step each, against 0.39 s/step for one 2-thread training, so the pair
+finishes 13% sooner; the whole tiny reproduction took 46 min 46 s there (stage times: stages.json in
 leaderboards/reproduce-tiny-cpu, written by --publish).
 
 Evaluation lengths: the standard 0.25x, 0.5x, 0.75x, 1x, 1.5x, 2x of the
@@ -139,11 +139,7 @@ class Stages:
     """Runs named stages once: out/.stages/NAME.json records a finished stage and its inputs.
 
     A group of independent stages runs `jobs` at a time, each in its own
-    process with cores // jobs threads: on 2 CPU cores two 1-thread trainings
-    side by side take 9% less time than the same two one after the other with
-    2 threads each (small matrices use a second thread poorly). The numbers
-    then depend on the thread count only through float rounding, and a rerun
-    with the same --jobs on the same machine gives the same bytes.
+    spawned process with cores // jobs threads (see the module docstring).
     """
 
     def __init__(self, out: Path, total: int, jobs: int, poll_s: float = 60.0):
@@ -188,10 +184,12 @@ class Stages:
                 for proc in [p for p in running if p.sentinel in ready]:
                     k, stage, t, recv = running.pop(proc)
                     proc.join()
-                    error = recv.recv() if recv.poll() else f"its process ended with exit code {proc.exitcode}"
+                    error = recv.recv() if recv.poll() else None  # None: no message (killed, or success)
+                    recv.close()
                     if error is not None or proc.exitcode != 0:
+                        cause = error or f"its process ended with exit code {proc.exitcode}"
                         raise MetabenchError(
-                            f"stage {stage.name} failed: {error or proc.exitcode}. What it finished is kept: "
+                            f"stage {stage.name} failed: {cause}. What it finished is kept: "
                             "fix the cause and rerun the same command to resume"
                         )
                     self._marker(stage).write_text(
@@ -317,8 +315,7 @@ def reproduce(
                        watch=models / f"{name}-yarn2x" / "train_log.jsonl", total=plan.extend_steps)
                  for name in variants))
 
-    suite = eval_suite(cfg, tok_dir, plan.eval_samples)
-    suite = replace(suite, name=f"reproduce-{preset}")
+    suite = replace(eval_suite(cfg, tok_dir, plan.eval_samples), name=f"reproduce-{preset}")
     window = cfg.model.block_size
     with_lengths = {**settings, "lengths": list(suite.lengths)}
     samples = len(suite.entries) * len(suite.lengths) * plan.eval_samples

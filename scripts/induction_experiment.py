@@ -4,7 +4,7 @@
     python3 scripts/induction_experiment.py --meta 0.1 --out runs/induction/meta.jsonl
 
 Trains a fresh tiny-preset model (4 x 128, one CPU thread) on rows of one span
-of 4-24 random key words said twice (metabench.train.data's induction rows),
+of 4-24 random key words said twice (built as metabench.train.data's induction rows),
 optionally with meta-tokens at a fraction of random positions as pre-training
 puts them, at a constant lr after 50 warmup steps. Every 100 steps it writes
 metabench.analysis.induction_loss (mean loss on the first and on the second
@@ -27,25 +27,21 @@ import time
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 
 from metabench.analysis import induction_loss
-from metabench.train.data import SPAN_WORDS
-from metabench.train.loop import build_optimizer, default_tokenizer_dir, new_model
+from metabench.train.data import SPAN_WORDS, Stream, with_meta_tokens
+from metabench.train.loop import batch_loss, build_optimizer, default_tokenizer_dir, new_model
 from metabench.train.presets import PRESETS
 from metabench.tokenizer import load_tokenizer
 from metabench.words import KEY_WORDS
 
 
-def row(rng: random.Random, tok, meta: float, meta_id: int, block: int) -> tuple[list[int], list[float]]:
-    """A span said twice; with meta > 0, meta-tokens at round(meta * n) random positions (no loss on them)."""
+def row(rng: random.Random, tok, meta: float, meta_id: int) -> tuple[list[int], list[float]]:
+    """A span said twice (as data.Stream.induction_row), with meta-tokens at round(meta * n) random positions."""
     span = tok.encode(" " + " ".join(rng.choices(KEY_WORDS, k=rng.randint(*SPAN_WORDS))) + ".")
     text = span + span
     m = round(meta * len(text))
-    at = set(rng.sample(range(len(text) + m), m))
-    words = iter(text)
-    ids = [meta_id if t in at else next(words) for t in range(len(text) + m)][:block]
-    return ids, [0.0] + [0.0 if i == meta_id else 1.0 for i in ids[1:]]
+    return with_meta_tokens(rng, text, m, meta_id, len(text) + m)
 
 
 def main() -> None:
@@ -60,7 +56,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     cfg = replace(PRESETS["tiny"], lr=a.lr)
     tok = load_tokenizer(str(default_tokenizer_dir()))
-    model = new_model(cfg, eos_id=0).train()
+    stream = Stream(tok, cfg.model.block_size, seed=0)  # for its padding (batch); rows come from `rng`
+    model = new_model(cfg, eos_id=stream.eos_id).train()
     opt = build_optimizer(model, cfg, fused=False)
     rng = random.Random(1)
     t0 = time.time()
@@ -68,16 +65,8 @@ def main() -> None:
         for step in range(1, a.steps + 1):
             for g in opt.param_groups:
                 g["lr"] = a.lr * min(1.0, step / 50)
-            rows = [row(rng, tok, a.meta, cfg.model.meta_token_id, cfg.model.block_size) for _ in range(a.rows)]
-            width = max(len(ids) for ids, _ in rows)
-            ids = torch.zeros(len(rows), width, dtype=torch.long)
-            weights = torch.zeros(len(rows), width)
-            for i, (r, w) in enumerate(rows):
-                ids[i, : len(r)], weights[i, : len(w)] = torch.tensor(r), torch.tensor(w)
-            logits = model(input_ids=ids, use_cache=False).logits
-            ce = F.cross_entropy(logits.flatten(0, 1), torch.roll(ids, -1, 1).flatten(), reduction="none")
-            w = F.pad(weights[:, 1:], (0, 1)).flatten()
-            loss = (ce * w).sum() / w.sum()
+            batch = stream.batch([row(rng, tok, a.meta, stream.meta_id) for _ in range(a.rows)])
+            loss = batch_loss(model, batch, batch.weights[:, 1:].sum(), 1.0)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()

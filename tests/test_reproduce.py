@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,8 +79,14 @@ def test_two_runs_give_the_same_models_and_predictions(first, tmp_path):
 
 def _stage_processes(pid: int) -> list[int]:
     """The spawned stage processes of a running reproduce (its children that run spawn_main)."""
-    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(k) for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+    found = []
+    for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:  # a child just forked shows its parent's command line until it execs
+            if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes():
+                found.append(int(k))
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -99,7 +105,9 @@ def test_a_killed_reproduce_stops_its_stages_and_resumes_to_the_same_numbers(fir
     for line in proc.stdout:
         if "train/nometa: running" in line:
             break
-    stages = _stage_processes(proc.pid)
+    deadline = time.time() + 10
+    while len(stages := _stage_processes(proc.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
     assert len(stages) == 2  # both trainings, side by side
     proc.kill()
     proc.wait()

@@ -34,6 +34,7 @@ same), and so does padding.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -111,7 +112,12 @@ class Stream:
         """
         rng = derive_rng("induction", self.seed, step, row)
         span = self.tok.encode(" " + " ".join(rng.choices(KEY_WORDS, k=rng.randint(*SPAN_WORDS))) + ".")
-        ids = (span + span)[: self.block]
+        ids = span + span
+        if len(ids) > self.block:
+            raise ValueError(
+                f"an induction row of {len(ids)} tokens does not fit the {self.block}-token block: "
+                "use a larger block or no induction phase (--induction-steps 0)"
+            )
         return ids, [0.0] + [1.0] * (len(ids) - 1)
 
     # -- pre-training -----------------------------------------------------------------
@@ -127,11 +133,7 @@ class Stream:
         text: list[int] = []
         while len(text) < T - M:
             text += self.tok.encode(" " + " ".join(rng.choices(pool, k=4)))
-        meta_at = set(rng.sample(range(T), M))  # uniformly random positions, M = k * n
-        words = iter(text)
-        ids = [self.meta_id if t in meta_at else next(words) for t in range(T)]
-        weights = [0.0] + [0.0 if i == self.meta_id else 1.0 for i in ids[1:]]
-        return ids, weights
+        return with_meta_tokens(rng, text, M, self.meta_id, T)  # uniformly random positions, M = k * n
 
     # -- fine-tuning ------------------------------------------------------------------
 
@@ -220,6 +222,20 @@ class Stream:
             width = max([length, *(len(ids) for ids, _ in rows)])
             return self.batch(rows, width), width
         raise ValueError(f"phase must be 'induction', 'pretrain' or 'finetune', got {phase!r}")
+
+
+def with_meta_tokens(
+    rng: random.Random, text: list[int], m: int, meta_id: int, length: int
+) -> tuple[list[int], list[float]]:
+    """`length` ids: text in order with m meta-tokens at uniformly random positions, and loss weights.
+
+    Weight 1 on every target but position 0 and the meta-tokens (no loss on meta-token
+    targets, as the paper). text must hold at least length - m tokens.
+    """
+    meta_at = set(rng.sample(range(length), m))
+    words = iter(text)
+    ids = [meta_id if t in meta_at else next(words) for t in range(length)]
+    return ids, [0.0] + [0.0 if i == meta_id else 1.0 for i in ids[1:]]
 
 
 def _special_id(tok: Tokenizer, token: str) -> int:

@@ -137,8 +137,9 @@ def batch_loss(model: torch.nn.Module, batch: Batch, denom: torch.Tensor, scale:
     """sum over rows of weight * cross-entropy of next tokens, / denom * scale.
 
     The targets are shifted rather than the logits: slicing off the last position
-    would copy the (B, T, vocab) logits and zero-fill their gradient, 12% of a
-    tiny CPU step. The last position gets a dummy target with weight 0.
+    would copy the (B, T, vocab) logits and zero-fill their gradient, 4-5% of a
+    tiny CPU step (benchmarks/train_step.py). The last position gets a dummy
+    target with weight 0.
     """
     logits = model(input_ids=batch.ids, use_cache=False).logits  # (B, T, V)
     targets = torch.roll(batch.ids, -1, dims=1)  # the last column wraps around; its weight is 0

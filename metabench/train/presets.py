@@ -14,7 +14,7 @@ Presets:
   16 rows, mostly on the tasks, since pre-training alone does not teach recall.
   About 14M tokens: 115 s on one H200; 27 min 11 s wall on 2 CPU cores
   (`--threads 2`, 1.20 GB max RSS), before the loss stopped copying the logits
-  (12% off a CPU step). A shorter 150 + 1650 schedule learned no recall at all
+  (5% off a CPU step, benchmarks/train_step.py). A shorter 150 + 1650 schedule learned no recall at all
   (see reference_model/MODEL_CARD.md).
   It learns no induction (metabench analyze: loss 5.93 nats on a random 20-word
   span, 6.51 on the same span said again), hence 0 on list_recall, kv_recall

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from metabench.generate import Options, make_sample
@@ -54,6 +55,13 @@ def test_induction_row_is_a_span_said_twice(ref_tok):
     assert s.induction_row(2, 0) == stream(ref_tok).induction_row(2, 0) != s.induction_row(3, 0)
     batch, width = s.rows("induction", 2, range(4))
     assert width == max(len(s.induction_row(2, r)[0]) for r in range(4)) == batch.ids.shape[1]
+
+
+def test_an_induction_row_longer_than_the_block_is_an_error_not_cut(ref_tok):
+    s = Stream(ref_tok, 16, seed=3)
+    with pytest.raises(ValueError, match="does not fit the 16-token block"):
+        for row in range(50):  # spans of 4-24 words: some said twice exceed 16 tokens
+            s.induction_row(step=0, row=row)
 
 
 def test_rows_are_pure_and_distinct(ref_tok):
