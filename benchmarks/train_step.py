@@ -2,8 +2,9 @@
 
     python3 benchmarks/train_step.py
 
-Prints, on the tiny preset's own batches (pre-training step 500.., fine-tuning
-step 3900..), seconds per optimizer step for:
+Prints, on the tiny preset's own block-wide batches (its first 12 pre-training
+steps and 10 of its last fine-tuning steps; the short induction rows are left
+out), seconds per optimizer step for:
 
 1. the loss as metabench.train.loop.batch_loss computes it (targets shifted)
    against its peer, the usual `logits[:, :-1]` slice, which copies the
@@ -28,7 +29,15 @@ import time
 import torch
 import torch.nn.functional as F
 
-STEPS = [*range(500, 512), *range(3900, 3910)]  # 12 pre-training, 10 fine-tuning steps
+def steps() -> list[int]:
+    """12 pre-training and 10 fine-tuning steps of the tiny preset (step numbers over the whole run)."""
+    from metabench.train.presets import PRESETS
+
+    cfg = PRESETS["tiny"]
+    first = cfg.induction_steps  # pre-training's first step
+    return [*range(first, first + 12), *range(cfg.total_steps - 100, cfg.total_steps - 90)]
+
+
 WARMUP = 2
 
 
@@ -50,8 +59,8 @@ def seconds_per_step(loss_fn, threads: int) -> float:
     tok = load_tokenizer(str(default_tokenizer_dir()))
     stream = Stream(tok, cfg.model.block_size, cfg.seed, cfg.meta_fraction, cfg.tasks, cfg.curriculum,
                     cfg.prompt_loss_weight)
-    steps = StepData(stream, cfg, 0, 1)
-    batches = [steps[s][1] for s in STEPS]  # built before timing: only the step is measured
+    data = StepData(stream, cfg, 0, 1)
+    batches = [data[s][1][0] for s in steps()]  # the phase's rows, built before timing: only the step is measured
     model = new_model(cfg, stream.eos_id).train()
     opt = build_optimizer(model, cfg, fused=False)
     fn = batch_loss if loss_fn == "shifted" else sliced_loss

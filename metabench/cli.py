@@ -198,7 +198,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         cfg = PRESETS[args.preset].with_overrides(
             seed=args.seed, meta_attention=False if args.no_meta_attention else None,
-            induction_steps=args.induction_steps, pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch_size=args.batch_size,
+            induction_steps=args.induction_steps, induction_mix=args.induction_mix,
+            pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch_size=args.batch_size,
             micro_batch=args.micro_batch, lr=args.lr, ckpt_every=args.ckpt_every, log_every=args.log_every,
         )
     except ValueError as exc:
@@ -357,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, help="model init and data seed (default 0)")
     tr.add_argument("--no-meta-attention", action="store_true", help="ablation: no meta-attention (meta-tokens stay in the data)")
     tr.add_argument("--induction-steps", type=int, help="override the preset's induction steps (short repeated spans, first)")
+    tr.add_argument("--induction-mix", type=int, help="override the preset's induction rows added to every later step")
     tr.add_argument("--pretrain-steps", type=int, help="override the preset's pre-training steps")
     tr.add_argument("--finetune-steps", type=int, help="override the preset's fine-tuning steps")
     tr.add_argument("--batch-size", type=int, help="global rows per step (all processes)")

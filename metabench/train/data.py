@@ -14,7 +14,9 @@ same), and so does padding.
   and copying rest on induction heads (find the current token's earlier
   occurrence, copy what followed); procedural text, whose words grammar
   predicts, does not make them form, and random meta-tokens stop them forming
-  (see induction_row).
+  (see induction_row). `induction_mix` more such rows (their own draws, loss
+  on the second saying only) join every pre-training and fine-tuning step as
+  a short batch of their own (see mix_rows).
 - Pre-training (paper, section 3): procedural sentences, packed to the block,
   with M = round(k * block) meta-tokens (k = 0.1) at uniformly random positions.
   Each row draws its sentences from a pool of PRETRAIN_POOL of its own, so
@@ -95,8 +97,11 @@ class Stream:
 
     # -- induction ----------------------------------------------------------------------
 
-    def induction_row(self, step: int, row: int) -> tuple[list[int], list[float]]:
+    def induction_row(self, step: int, row: int, key: str = "induction") -> tuple[list[int], list[float]]:
         """A span of random key words, said twice, with no meta-tokens.
+
+        key names the draw: "induction" for the induction phase, "mix/pretrain" and
+        "mix/finetune" for the rows mixed into the later phases (see mix_rows).
 
         The second saying is predictable only by copying, so this is the cheapest signal that
         makes induction heads form. Measured on the tiny model (lr 2e-3, 16 rows a step, one
@@ -110,7 +115,7 @@ class Stream:
         fixed 20-word span the model learned the offset). Rows are short (~30 tokens); a step
         pads them to its longest.
         """
-        rng = derive_rng("induction", self.seed, step, row)
+        rng = derive_rng(key, self.seed, step, row)
         span = self.tok.encode(" " + " ".join(rng.choices(KEY_WORDS, k=rng.randint(*SPAN_WORDS))) + ".")
         ids = span + span
         if len(ids) > self.block:
@@ -187,6 +192,24 @@ class Stream:
         w = self.prompt_loss_weight
         weights = [0.0] + [0.0 if i == self.meta_id else w for i in prompt[1:]] + [1.0] * len(answer)
         return ids, weights
+
+    def mix_rows(self, phase: str, step: int, row_ids: range | list[int]) -> Batch:
+        """Induction rows mixed into step `step` of `phase` ("pretrain" or "finetune"): their own batch.
+
+        A span said twice, with loss only on the second saying after its first token:
+        the tokens only copying predicts. (The first saying is random words; loss on it
+        only pulls the model's output towards the key-word list.) They keep copying in
+        the training signal of every step: an induction phase alone, before
+        pre-training, formed induction heads that the later phases undid (see
+        reference_model/MODEL_CARD.md). The rows are short, so they travel as their own
+        batch, padded to their longest row rather than to the block.
+        """
+        rows = []
+        for r in row_ids:
+            ids, _ = self.induction_row(step, r, key=f"mix/{phase}")
+            half = len(ids) // 2  # loss only where copying predicts: the second saying after its first token
+            rows.append((ids, [0.0] * (half + 1) + [1.0] * (half - 1)))
+        return self.batch(rows)
 
     # -- batches ------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ def extend_and_finetune(
         warmup_steps=max(1, steps // 10),
         curriculum=(1.0,),
         tasks=tuple(base.get("tasks", TrainConfig.__dataclass_fields__["tasks"].default)),
+        induction_mix=base.get("induction_mix", 0),  # keep copying alive here too (data.mix_rows)
         prompt_loss_weight=base.get("prompt_loss_weight", 0.1),
         seed=base.get("seed", 0) + 1,  # fresh samples, not the ones the source was trained on
         log_every=max(1, min(10, steps)),

@@ -113,15 +113,20 @@ def new_model(cfg: TrainConfig, eos_id: int) -> MetaForCausalLM:
 
 
 class StepData(torch.utils.data.Dataset):
-    """Step -> (phase, this process's rows of the global batch, padded width)."""
+    """Step -> (phase, this process's batches of the global step, padded width of the first).
+
+    The batches are the phase's rows, then (pre-training and fine-tuning, when
+    cfg.induction_mix > 0) the induction rows mixed in, as their own shorter batch.
+    """
 
     def __init__(self, stream: Stream, cfg: TrainConfig, rank: int, world: int) -> None:
         self.stream, self.cfg, self.mine = stream, cfg, list(range(rank, cfg.batch_size, world))
+        self.mine_mix = list(range(rank, cfg.induction_mix, world))
 
     def __len__(self) -> int:
         return self.cfg.total_steps
 
-    def __getitem__(self, step: int) -> tuple[str, Batch, int]:
+    def __getitem__(self, step: int) -> tuple[str, list[Batch], int]:
         cfg = self.cfg
         if step < cfg.induction_steps:
             phase, pstep = "induction", step
@@ -130,7 +135,10 @@ class StepData(torch.utils.data.Dataset):
         else:
             phase, pstep = "finetune", step - cfg.induction_steps - cfg.pretrain_steps
         batch, width = self.stream.rows(phase, pstep, self.mine, cfg.finetune_steps)
-        return phase, batch, width
+        batches = [batch]
+        if phase != "induction" and self.mine_mix:
+            batches.append(self.stream.mix_rows(phase, pstep, self.mine_mix))
+        return phase, batches, width
 
 
 def batch_loss(model: torch.nn.Module, batch: Batch, denom: torch.Tensor, scale: float) -> torch.Tensor:
@@ -243,8 +251,9 @@ def train(
         )
     if cfg.finetune_steps:
         stream.feasible  # fail before training when a task cannot fit the curriculum
-    if cfg.batch_size % env.world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the number of processes {env.world}")
+    for name in ("batch_size", "induction_mix"):  # every process runs the same number of micro-batches
+        if getattr(cfg, name) % env.world:
+            raise ValueError(f"{name} {getattr(cfg, name)} must be a multiple of the number of processes {env.world}")
     cfg_dict = {**cfg.to_dict(), "init_from": str(init_from) if init_from else None}
 
     if init_from is not None:
@@ -288,15 +297,18 @@ def train(
         if workers > 0
         else (steps[s] for s in range(start, cfg.total_steps))
     )
-    for step, (phase, batch, width) in zip(range(start, cfg.total_steps), loader):
-        batch = Batch(batch.ids.to(env.device), batch.weights.to(env.device), batch.tokens)
-        sums = torch.tensor([batch.weights[:, 1:].sum().item(), batch.tokens], dtype=torch.float64, device=env.device)
+    for step, (phase, batches, width) in zip(range(start, cfg.total_steps), loader):
+        batches = [Batch(b.ids.to(env.device), b.weights.to(env.device), b.tokens) for b in batches]
+        sums = torch.tensor(
+            [sum(b.weights[:, 1:].sum().item() for b in batches), sum(b.tokens for b in batches)],
+            dtype=torch.float64, device=env.device,
+        )
         if dist.is_initialized():
             dist.all_reduce(sums)
-        denom = sums[0].to(torch.float32)
+        denom = sums[0].to(torch.float32)  # one weighted mean over every row of the step, mixed-in ones too
         total_loss = torch.zeros((), device=env.device)
-        chunks = list(range(0, batch.ids.size(0), cfg.micro_batch))
-        for i, lo in enumerate(chunks):
+        chunks = [(b, lo) for b in batches for lo in range(0, b.ids.size(0), cfg.micro_batch)]
+        for i, (batch, lo) in enumerate(chunks):
             micro = Batch(batch.ids[lo : lo + cfg.micro_batch], batch.weights[lo : lo + cfg.micro_batch], 0)
             sync = i == len(chunks) - 1 or ddp is model
             ctx = ddp.no_sync() if not sync else contextlib.nullcontext()

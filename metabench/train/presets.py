@@ -1,35 +1,39 @@
 """Training configurations: one frozen dataclass, and named presets.
 
-A run is an induction phase (short rows of a random key-word span said twice),
-pre-training (procedural text with meta-tokens at uniformly random positions,
-M = k * n with k = 0.1) and then fine-tuning on the task suite
+A run is an optional induction phase (short rows of a random key-word span
+said twice), pre-training (procedural text with meta-tokens at uniformly random
+positions, M = k * n with k = 0.1) and then fine-tuning on the task suite
 (meta-tokens at the task positions) through a curriculum of increasing
 lengths, under one AdamW schedule: linear warmup, cosine decay to min_lr.
+`induction_mix` span-said-twice rows, with loss on the second saying only, join
+every pre-training and fine-tuning step (data.Stream.mix_rows).
 
 Presets:
 
 - micro: seconds on one CPU core; for tests (resume after SIGKILL, DDP parity).
 - tiny: the bundled reference model (1.6M parameters): 4 x 128, block 256 (every
   default-suite task fits at 1x), 800 pre-training + 3200 fine-tuning steps of
-  16 rows, mostly on the tasks, since pre-training alone does not teach recall.
-  About 14M tokens: 115 s on one H200; 27 min 11 s wall on 2 CPU cores
-  (`--threads 2`, 1.20 GB max RSS), before the loss stopped copying the logits
-  (5% off a CPU step, benchmarks/train_step.py). A shorter 150 + 1650 schedule learned no recall at all
-  (see reference_model/MODEL_CARD.md).
-  It learns no induction (metabench analyze: loss 5.93 nats on a random 20-word
-  span, 6.51 on the same span said again), hence 0 on list_recall, kv_recall
-  and copy.
-  Tried and measured on 2 CPU cores (29 min 44 s): 3000 induction steps + 400
-  pre-training + 3200 fine-tuning with list_recall and copy weighted twice. The
-  induction phase (then with meta-tokens in its rows) lowered its loss from a 4.7
-  plateau to 4.17 (partial), and the result scored worse (needle 0, list_recall
-  5%, copy 0 at 1x), so the bundled recipe stays; the induction phase remains
-  available (--induction-steps), now without meta-tokens, which form induction
-  (see data.induction_row). With those (3000 + 800 + 3200 steps, 31 min 25 s on
-  2 cores) induction formed and the later phases undid it: 0 on every recall,
-  copy and needle task at 1x. Next to try: induction rows mixed into every phase.
-- small: 4 x 256, block 512; a GPU (or a patient CPU).
-- paper: the paper's 12 x 768, block 1024, batch 32 x 1024 tokens; GPUs.
+  16 rows, mostly on the tasks (pre-training alone does not teach recall), with
+  8 induction rows mixed into every step. About 14M tokens. The bundled models
+  are this preset trained by `metabench reproduce --preset tiny` on 2 CPU cores
+  (two trainings side by side, 1 thread each: 2848 s with meta-attention);
+  alone with `--threads 2` a training takes about 29 minutes there (per-step
+  times of a quarter-length run, 0.45 s pre-training and 0.43 s fine-tuning;
+  see reference_model/MODEL_CARD.md).
+  The mixed-in rows are what makes it copy: without them (the earlier recipe) the
+  model learned no induction (loss 5.93 nats on a random 20-word span, 6.51 on
+  the same span said again) and scored 0 on copy, list_recall and kv_recall at
+  1x; with them, copy 95% and needle/single 90% at 1x. Tried and not adopted
+  (measured, all on 2 CPU cores; details in the model card): an induction phase
+  first (3000 steps, with or without meta-tokens in its rows), after which the
+  later phases undid induction; and 2000 induction steps + 400 pre-training +
+  3200 fine-tuning with rows mixed in (loss on both sayings), which kept
+  induction but lost needle retrieval (0 on every needle task at 1x). Every run
+  that began with an induction phase lost needle retrieval.
+- small: 4 x 256, block 512; a GPU (or a patient CPU). No rows mixed in: the
+  mix was measured on tiny only; pass --induction-mix to try it.
+- paper: the paper's 12 x 768, block 1024, batch 32 x 1024 tokens; GPUs. The
+  paper's recipe, so no induction rows.
 
 Every preset uses the bundled reference tokenizer (4096 ids, `<|meta|>` = 1).
 The paper used GPT-2's vocabulary; loading GPT-2's tokenizer needs a hub (or a
@@ -65,6 +69,7 @@ DEFAULT_TASKS = (
 class TrainConfig:
     model: GPTConfig
     induction_steps: int = 0  # first: short rows of a random key-word span said twice (data.induction_row)
+    induction_mix: int = 0  # induction rows added to every pre-training and fine-tuning step (data.mix_rows)
     pretrain_steps: int = 0  # procedural text with random meta-tokens
     finetune_steps: int = 100  # task suite, split evenly over the curriculum's stages
     batch_size: int = 16  # rows per optimizer step, over all processes together
@@ -89,7 +94,7 @@ class TrainConfig:
         for name in ("batch_size", "micro_batch", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("induction_steps", "pretrain_steps", "finetune_steps", "warmup_steps"):
+        for name in ("induction_steps", "induction_mix", "pretrain_steps", "finetune_steps", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.total_steps < 1:
@@ -139,6 +144,7 @@ PRESETS: dict[str, TrainConfig] = {
     "micro": TrainConfig(
         model=GPTConfig(block_size=128, n_layer=1, n_head=2, n_embd=32, **_BUNDLED),
         induction_steps=2,
+        induction_mix=2,
         pretrain_steps=2,
         finetune_steps=4,
         batch_size=4,
@@ -151,6 +157,7 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     "tiny": TrainConfig(
         model=MODEL_PRESETS["tiny"],
+        induction_mix=8,
         pretrain_steps=800,
         finetune_steps=3200,
         batch_size=16,

@@ -57,6 +57,24 @@ def test_induction_row_is_a_span_said_twice(ref_tok):
     assert width == max(len(s.induction_row(2, r)[0]) for r in range(4)) == batch.ids.shape[1]
 
 
+def test_mixed_in_induction_rows_are_their_own_draws(ref_tok):
+    s = stream(ref_tok)
+    for phase in ("pretrain", "finetune"):
+        batch = s.mix_rows(phase, 5, range(3))
+        assert batch.ids.shape[0] == 3 and META not in batch.ids.tolist()
+        for r in range(3):
+            ids, _ = s.induction_row(5, r, key=f"mix/{phase}")
+            half = len(ids) // 2
+            assert batch.ids[r, : len(ids)].tolist() == ids and ids[:half] == ids[half:]
+            # loss only where copying predicts: the second saying after its first token; none on padding
+            w = batch.weights[r].tolist()
+            assert w[: half + 1] == [0.0] * (half + 1) and w[half + 1 : len(ids)] == [1.0] * (half - 1)
+            assert sum(w[len(ids):]) == 0
+            assert ids != s.induction_row(5, r)[0]  # not a repeat of the induction phase's rows
+    assert s.mix_rows("pretrain", 5, range(3)).ids.tolist() != s.mix_rows("finetune", 5, range(3)).ids.tolist()
+    assert s.mix_rows("finetune", 5, [1]).ids.tolist() == stream(ref_tok).mix_rows("finetune", 5, [1]).ids.tolist()
+
+
 def test_an_induction_row_longer_than_the_block_is_an_error_not_cut(ref_tok):
     s = Stream(ref_tok, 16, seed=3)
     with pytest.raises(ValueError, match="does not fit the 16-token block"):

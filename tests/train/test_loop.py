@@ -45,6 +45,7 @@ def test_warmup_then_cosine_to_min_lr():
         ({"curriculum": (1.0, 0.5)}, "increasing"),
         ({"tasks": ("list_recall",)}, "family/variant"),
         ({"batch_size": 0}, "batch_size"),
+        ({"induction_mix": -1}, "induction_mix"),
     ],
 )
 def test_bad_configs_say_what_to_fix(change, message):
@@ -84,6 +85,24 @@ def test_micro_run_is_a_loadable_checkpoint(micro_run):
     assert {r["phase"] for r in lines} == {"induction", "pretrain", "finetune"}
     assert all(r["tokens_per_s"] > 0 for r in lines)
     assert lines[-1]["loss"] < lines[0]["loss"]
+
+
+def test_every_later_step_trains_on_the_mixed_in_induction_rows(micro_run, ref_tok):
+    """The log's token counts are the phase's rows plus cfg.induction_mix induction rows (none in the induction phase)."""
+    from metabench.train.data import Stream
+    from metabench.train.loop import StepData
+
+    cfg = PRESETS["micro"]
+    assert cfg.induction_mix > 0 and cfg.log_every == 1
+    stream = Stream(ref_tok, cfg.model.block_size, cfg.seed, cfg.meta_fraction, cfg.tasks, cfg.curriculum,
+                    cfg.prompt_loss_weight)
+    steps = StepData(stream, cfg, 0, 1)
+    for record in log(micro_run):
+        phase, batches, _ = steps[record["step"] - 1]
+        assert phase == record["phase"] and len(batches) == (1 if phase == "induction" else 2)
+        assert record["tokens"] == sum(b.tokens for b in batches)
+        if phase != "induction":
+            assert batches[1].ids.shape[0] == cfg.induction_mix and 1 not in batches[1].ids.tolist()
 
 
 def test_metabench_run_evaluates_the_checkpoint(micro_run, tmp_path, run_cli):
