@@ -5,8 +5,9 @@
 
 The block sits between `<!-- results:start -->` and `<!-- results:end -->` and
 is built from leaderboards/reference-tiny/runs/*.summary.json (written by
-scripts/leaderboards.sh) and leaderboards/reproduce-tiny-cpu/runs/*/summary.json
-(written by `metabench reproduce --preset tiny --publish leaderboards/reproduce-tiny-cpu`).
+scripts/leaderboards.sh). The bundled models are the models of the run published
+in leaderboards/reproduce-tiny-cpu, so that run's numbers are the same and get no
+columns of their own.
 """
 
 from __future__ import annotations
@@ -17,15 +18,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "leaderboards" / "reference-tiny" / "runs"
-REPRODUCED = ROOT / "leaderboards" / "reproduce-tiny-cpu" / "runs"  # reproduce's models: meta, nometa, ...
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-COLUMNS = [("tiny", "1x"), ("tiny-nometa", "1x"), ("tiny-yarn2x", "2x"), ("tiny-nometa-yarn2x", "2x"), ("tiny", "2x"),
-           ("cpu meta", "1x"), ("cpu nometa", "1x")]
+COLUMNS = [("tiny", "1x"), ("tiny-nometa", "1x"), ("tiny-yarn2x", "2x"), ("tiny-nometa-yarn2x", "2x"), ("tiny", "2x")]
 
 
 def table() -> str:
     runs = {p.name.removesuffix(".summary.json"): json.loads(p.read_text()) for p in sorted(RUNS.glob("*.summary.json"))}
-    runs |= {f"cpu {p.parent.name}": json.loads(p.read_text()) for p in sorted(REPRODUCED.glob("*/summary.json"))}
     cells: dict[tuple[str, str, str], dict] = {}
     entries: list[str] = []
     for name, s in runs.items():
@@ -50,9 +48,8 @@ def table() -> str:
         lines.append("| " + " | ".join(row) + " |")
     n = next(iter(runs.values()))["cells"][0]["n"] if runs else 0
     note = (f"Primary metric in percent with its 95% interval, {n} samples per cell; the window is 256 tokens, "
-            "so `tiny 2x` runs past it and `*-yarn2x` runs inside the YaRN-extended window. The `cpu` columns "
-            "are the same recipe retrained by `metabench reproduce --preset tiny` on 2 CPU cores "
-            "(leaderboards/reproduce-tiny-cpu): other hardware, other float rounding, other weights.")
+            "so `tiny 2x` runs past it and `*-yarn2x` runs inside the YaRN-extended window. The models are "
+            "those of `metabench reproduce --preset tiny` on 2 CPU cores (leaderboards/reproduce-tiny-cpu).")
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
