@@ -29,6 +29,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+WARMUP = 2
+
+
 def steps() -> list[int]:
     """12 pre-training and 10 fine-tuning steps of the tiny preset (step numbers over the whole run)."""
     from metabench.train.presets import PRESETS
@@ -36,9 +39,6 @@ def steps() -> list[int]:
     cfg = PRESETS["tiny"]
     first = cfg.induction_steps  # pre-training's first step
     return [*range(first, first + 12), *range(cfg.total_steps - 100, cfg.total_steps - 90)]
-
-
-WARMUP = 2
 
 
 def sliced_loss(model, batch, denom, scale):
