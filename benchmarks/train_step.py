@@ -57,8 +57,7 @@ def seconds_per_step(loss_fn, threads: int) -> float:
     torch.set_num_threads(threads)
     cfg = PRESETS["tiny"]
     tok = load_tokenizer(str(default_tokenizer_dir()))
-    stream = Stream(tok, cfg.model.block_size, cfg.seed, cfg.meta_fraction, cfg.tasks, cfg.curriculum,
-                    cfg.prompt_loss_weight)
+    stream = Stream.for_config(tok, cfg)
     data = StepData(stream, cfg, 0, 1)
     batches = [data[s][1][0] for s in steps()]  # the phase's rows, built before timing: only the step is measured
     model = new_model(cfg, stream.eos_id).train()

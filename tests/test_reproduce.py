@@ -151,3 +151,14 @@ def test_publish_copies_the_leaderboard_and_the_stage_times(first, tmp_path):
     times = json.loads((dest / "stages.json").read_text())
     assert len(times["stages"]) == 12 and all(s["seconds"] >= 0 for s in times["stages"].values())
     assert times["stages"]["train/meta"]["jobs"] >= 1 and times["stages"]["train/meta"]["threads"] >= 1
+
+
+def test_an_entry_listed_twice_for_training_is_evaluated_once():
+    import dataclasses
+
+    from metabench.reproduce import eval_suite
+    from metabench.train.presets import PRESETS
+
+    cfg = dataclasses.replace(PRESETS["tiny"], tasks=("list_recall/default",) * 3 + ("copy/default",))
+    suite = eval_suite(cfg, Path("metabench/assets/tokenizer"), samples=2)
+    assert [e.name for e in suite.entries] == ["list_recall/default", "copy/default"]

@@ -39,6 +39,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -52,6 +53,9 @@ from metabench.suite import Entry
 from metabench.tasks import resolve
 from metabench.tokenizer import Tokenizer
 from metabench.words import KEY_WORDS
+
+if TYPE_CHECKING:
+    from metabench.train.presets import TrainConfig
 
 TRAIN_SEED_BASE = 1_000_003  # training samples never share the evaluation suites' seed (0)
 PRETRAIN_POOL = 6  # distinct sentences per pre-training row (about 24 fill a 256-token row)
@@ -94,6 +98,13 @@ class Stream:
         self.entries = tuple(entry_for(t) for t in tasks)
         self.lengths = tuple(round(f * block_size) for f in curriculum)
         self.options = Options(context=block_size, marker=META_TOKEN)
+
+    @classmethod
+    def for_config(cls, tok: Tokenizer, cfg: TrainConfig) -> Stream:
+        """The stream a training run of cfg reads: its block, seed, meta density, tasks and curriculum."""
+        return cls(
+            tok, cfg.model.block_size, cfg.seed, cfg.meta_fraction, cfg.tasks, cfg.curriculum, cfg.prompt_loss_weight
+        )
 
     # -- induction ----------------------------------------------------------------------
 

@@ -241,9 +241,7 @@ def train(
     env = setup_dist(device)
     tok_dir = Path(tokenizer_dir) if tokenizer_dir else default_tokenizer_dir()
     tok = load_tokenizer(str(tok_dir))
-    stream = Stream(
-        tok, cfg.model.block_size, cfg.seed, cfg.meta_fraction, cfg.tasks, cfg.curriculum, cfg.prompt_loss_weight
-    )
+    stream = Stream.for_config(tok, cfg)
     if stream.meta_id != cfg.model.meta_token_id:
         raise ValueError(
             f"the tokenizer's <|meta|> id is {stream.meta_id} but the model's meta_token_id is "

@@ -128,6 +128,14 @@ def test_curriculum_increases_and_skips_lengths_a_task_cannot_fit(ref_tok):
     assert multi == [] or width == 192
 
 
+def test_an_entry_listed_n_times_is_drawn_n_times_as_often(ref_tok):
+    s = Stream(ref_tok, 256, 0, tasks=("list_recall/easy",) * 3 + ("copy/short",), curriculum=(1.0,))
+    texts = [ref_tok.backend.decode(s.finetune_row(step, 0, 256)[0]) for step in range(200)]
+    lists = sum("named lists" in t for t in texts)
+    assert 130 <= lists <= 170  # 3/4 of 200 rows; binomial sd 6
+    assert all(("named lists" in t) != ("<<<" in t) for t in texts)  # every row is one of the two
+
+
 def test_a_task_that_never_fits_is_an_error(ref_tok):
     import pytest
 

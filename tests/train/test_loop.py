@@ -94,8 +94,7 @@ def test_every_later_step_trains_on_the_mixed_in_induction_rows(micro_run, ref_t
 
     cfg = PRESETS["micro"]
     assert cfg.induction_mix > 0 and cfg.log_every == 1
-    stream = Stream(ref_tok, cfg.model.block_size, cfg.seed, cfg.meta_fraction, cfg.tasks, cfg.curriculum,
-                    cfg.prompt_loss_weight)
+    stream = Stream.for_config(ref_tok, cfg)
     steps = StepData(stream, cfg, 0, 1)
     for record in log(micro_run):
         phase, batches, _ = steps[record["step"] - 1]
