@@ -224,7 +224,7 @@ def eval_suite(cfg: Any, tokenizer_dir: Path, samples: int):
 
     tok = load_tokenizer(tokenizer_dir)
     window = cfg.model.block_size
-    names = dict.fromkeys(cfg.tasks)  # a preset may list an entry more than once (drawn more often in training)
+    names = dict.fromkeys(cfg.tasks + cfg.anneal_tasks)  # entries may repeat (drawn more often in training)
     tasks = [{"task": t.split("/")[0], "variant": t.split("/")[1]} for t in names]
     suite = parse_suite({"name": "reproduce", "seed": 0, "lengths": list(STANDARD_LENGTHS), "samples": samples,
                          "tasks": tasks})

@@ -31,7 +31,11 @@ same), and so does padding.
   at little cost. EOS teaches the model to stop, so the runner's greedy
   answer ends where the target does.
   Training samples use seed TRAIN_SEED_BASE + seed, never the suites' seed 0,
-  so no evaluated sample is trained on.
+  so no evaluated sample is trained on. Each row's task is drawn uniformly from
+  the config's entries; the last `anneal_steps` steps draw from `anneal_tasks`
+  instead (an entry listed n times is drawn n times as often): a late shift of
+  the mix towards a skill that needs more samples than a uniform share gives
+  (list_recall on the tiny model, see presets.py).
 """
 
 from __future__ import annotations
@@ -90,12 +94,16 @@ class Stream:
         tasks: tuple[str, ...] = (),
         curriculum: tuple[float, ...] = (1.0,),
         prompt_loss_weight: float = 0.1,
+        anneal_steps: int = 0,
+        anneal_tasks: tuple[str, ...] = (),
     ) -> None:
         self.tok, self.block, self.seed = tok, block_size, seed
         self.meta_fraction, self.prompt_loss_weight = meta_fraction, prompt_loss_weight
         self.meta_id = _special_id(tok, META_TOKEN)
         self.eos_id = _special_id(tok, EOS_TOKEN)
         self.entries = tuple(entry_for(t) for t in tasks)
+        self.anneal_steps = anneal_steps
+        self.anneal_entries = tuple(entry_for(t) for t in anneal_tasks)
         self.lengths = tuple(round(f * block_size) for f in curriculum)
         self.options = Options(context=block_size, marker=META_TOKEN)
 
@@ -103,7 +111,8 @@ class Stream:
     def for_config(cls, tok: Tokenizer, cfg: TrainConfig) -> Stream:
         """The stream a training run of cfg reads: its block, seed, meta density, tasks and curriculum."""
         return cls(
-            tok, cfg.model.block_size, cfg.seed, cfg.meta_fraction, cfg.tasks, cfg.curriculum, cfg.prompt_loss_weight
+            tok, cfg.model.block_size, cfg.seed, cfg.meta_fraction, cfg.tasks, cfg.curriculum, cfg.prompt_loss_weight,
+            cfg.anneal_steps, cfg.anneal_tasks,
         )
 
     # -- induction ----------------------------------------------------------------------
@@ -162,7 +171,7 @@ class Stream:
     def feasible(self) -> dict[str, tuple[int, ...]]:
         """Entry -> the curriculum lengths its prompt fits in; an entry that fits none is an error."""
         out: dict[str, tuple[int, ...]] = {}
-        for entry in self.entries:
+        for entry in {e.name: e for e in self.entries + self.anneal_entries}.values():
             fits = []
             for n in self.lengths:
                 try:
@@ -178,10 +187,17 @@ class Stream:
             out[entry.name] = tuple(fits)
         return out
 
-    def finetune_row(self, step: int, row: int, length: int) -> tuple[list[int], list[float]]:
-        """One task sample at `length` tokens (or the shortest longer stage its prompt fits in)."""
+    def finetune_row(self, step: int, row: int, length: int, anneal: bool = False) -> tuple[list[int], list[float]]:
+        """One task sample at `length` tokens (or the shortest longer stage its prompt fits in).
+
+        The task is drawn uniformly from the entries (anneal: from the anneal entries); an
+        entry listed n times is drawn n times as often. The draw takes the same random
+        numbers either way, so a run with an anneal mix sees the same rows as one without
+        until its anneal steps begin.
+        """
         rng = derive_rng("finetune", self.seed, step, row)
-        entry = self.entries[rng.randrange(len(self.entries))]
+        entries = self.anneal_entries if anneal else self.entries
+        entry = entries[rng.randrange(len(entries))]
         fits = self.feasible[entry.name]
         index = rng.randrange(2**31)
         # a sample's fixed text varies in length (keys, values), so one that does not fit the
@@ -252,7 +268,8 @@ class Stream:
             return self.batch([self.pretrain_row(step, r) for r in row_ids], self.block), self.block
         if phase == "finetune":
             length = self.stage_length(step, finetune_steps)
-            rows = [self.finetune_row(step, r, length) for r in row_ids]
+            anneal = self.anneal_steps > 0 and step >= finetune_steps - self.anneal_steps
+            rows = [self.finetune_row(step, r, length, anneal) for r in row_ids]
             width = max([length, *(len(ids) for ids, _ in rows)])
             return self.batch(rows, width), width
         raise ValueError(f"phase must be 'induction', 'pretrain' or 'finetune', got {phase!r}")

@@ -3,8 +3,9 @@
 metabench.model.extend.extend writes the new config (YaRN rope_parameters,
 window x factor) with the same weights; here the extended model may then be
 fine-tuned on the task suite at its new window (curriculum (1.0,)), with the
-source run's seed, tasks and loss weights, a short warmup and a lower lr, so
-the model gets used to YaRN's interpolated low frequencies.
+source run's seed, final task mix (its anneal_tasks, else its tasks) and loss
+weights, a short warmup and a lower lr, so the model gets used to YaRN's
+interpolated low frequencies.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def extend_and_finetune(
         min_lr=lr / 10,
         warmup_steps=max(1, steps // 10),
         curriculum=(1.0,),
-        tasks=tuple(base.get("tasks", TrainConfig.__dataclass_fields__["tasks"].default)),
+        # the mix the source ended on: its anneal mix if it had one
+        tasks=tuple(base.get("anneal_tasks") or base.get("tasks", TrainConfig.__dataclass_fields__["tasks"].default)),
         induction_mix=base.get("induction_mix", 0),  # keep copying alive here too (data.mix_rows)
         prompt_loss_weight=base.get("prompt_loss_weight", 0.1),
         seed=base.get("seed", 0) + 1,  # fresh samples, not the ones the source was trained on

@@ -64,15 +64,16 @@ DEFAULT_TASKS = (
     "parity/default",
 )  # the default suite's entries
 
-# tiny's fine-tuning draws each row's task uniformly from this tuple, so an entry listed
-# n times is drawn n times as often: list_recall 3/12 of the rows, kv_recall 2/12, every
-# other default-suite entry 1/12 (instead of 1/9 each). Measured on the earlier bundled
-# `tiny` (copy 95%, list_recall 0 at 1x): 400 more fine-tuning steps at 1x with
-# list_recall at 4/12 of the rows took list_recall/default from 5% to 62.5% at 1x
-# (40 samples), the same steps at the uniform 1/9 left it at 5%. Its rows answered with
-# an item of the right list, mostly the first: finding the list is induction, counting
-# to item j needs more samples of the task than 1/9 of the rows gave.
-TINY_TASKS = DEFAULT_TASKS + ("list_recall/default", "list_recall/default", "kv_recall/single")
+# tiny's last 400 fine-tuning steps (all at 1x) draw each row's task uniformly from this
+# tuple, so list_recall, listed 4 times, gets 4/12 of the rows and every other entry 1/12.
+# Measured: 400 more steps at 1x with this mix on the previous bundled `tiny` (which
+# answered list_recall with an item of the right list, mostly the first: finding the list
+# is induction, counting to item j was not learned) took list_recall/default from 0% to
+# 65% at 1x, copy 95 -> 100, needle/single 90 -> 90 (20 samples); the same 400 steps with
+# the uniform mix left list_recall at 5% (40 samples). Weighting from the first
+# fine-tuning step instead (list 3/12, kv 2/12, the rest 1/12) slowed needle and kv
+# learning (answer loss at step 3500: needle/single 4.42 nats, the earlier model 1.15).
+TINY_ANNEAL_TASKS = DEFAULT_TASKS + ("list_recall/default",) * 3
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
     meta_fraction: float = 0.1  # pre-training: M = round(k * block) meta-tokens per row (paper: k = 0.1)
     curriculum: tuple[float, ...] = (0.5, 0.75, 1.0)  # fine-tuning lengths, as fractions of the block
-    tasks: tuple[str, ...] = DEFAULT_TASKS  # "family/variant" entries to fine-tune on
+    tasks: tuple[str, ...] = DEFAULT_TASKS  # "family/variant" entries to fine-tune on, drawn uniformly per row
+    anneal_steps: int = 0  # the last anneal_steps fine-tuning steps draw their tasks from anneal_tasks instead
+    anneal_tasks: tuple[str, ...] = ()  # an entry listed n times is drawn n times as often
     prompt_loss_weight: float = 0.1  # loss weight of prompt tokens; answer tokens (and EOS) weigh 1
     seed: int = 0
     log_every: int = 10
@@ -104,7 +107,8 @@ class TrainConfig:
         for name in ("batch_size", "micro_batch", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("induction_steps", "induction_mix", "pretrain_steps", "finetune_steps", "warmup_steps"):
+        for name in ("induction_steps", "induction_mix", "pretrain_steps", "finetune_steps", "warmup_steps",
+                     "anneal_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.total_steps < 1:
@@ -119,6 +123,13 @@ class TrainConfig:
             raise ValueError(f"curriculum must be increasing positive fractions of the block, got {self.curriculum}")
         if self.finetune_steps and not self.tasks:
             raise ValueError("fine-tuning needs at least one task entry, e.g. 'list_recall/default'")
+        if self.anneal_steps > self.finetune_steps:
+            raise ValueError(
+                f"anneal_steps ({self.anneal_steps}) are the last fine-tuning steps: at most finetune_steps "
+                f"({self.finetune_steps})"
+            )
+        if self.anneal_steps and not self.anneal_tasks:
+            raise ValueError("anneal_steps > 0 needs anneal_tasks, the entries those steps draw from")
         if self.prompt_loss_weight < 0:
             raise ValueError(f"prompt_loss_weight must be >= 0, got {self.prompt_loss_weight}")
 
@@ -170,7 +181,8 @@ PRESETS: dict[str, TrainConfig] = {
         induction_mix=8,
         pretrain_steps=800,
         finetune_steps=3200,
-        tasks=TINY_TASKS,
+        anneal_steps=400,
+        anneal_tasks=TINY_ANNEAL_TASKS,
         batch_size=16,
         micro_batch=16,
         lr=2e-3,

@@ -136,6 +136,19 @@ def test_an_entry_listed_n_times_is_drawn_n_times_as_often(ref_tok):
     assert all(("named lists" in t) != ("<<<" in t) for t in texts)  # every row is one of the two
 
 
+def test_the_last_anneal_steps_draw_from_the_anneal_mix_and_earlier_rows_are_unchanged(ref_tok):
+    plain = Stream(ref_tok, 256, 0, tasks=("copy/short", "needle/single"), curriculum=(1.0,))
+    annealed = Stream(ref_tok, 256, 0, tasks=("copy/short", "needle/single"), curriculum=(1.0,),
+                      anneal_steps=4, anneal_tasks=("list_recall/easy",))
+    for step in range(6):  # steps 0-5 of 10: before the anneal steps, the same rows
+        assert torch.equal(annealed.rows("finetune", step, range(4), 10)[0].ids,
+                           plain.rows("finetune", step, range(4), 10)[0].ids)
+    for step in range(6, 10):
+        batch, _ = annealed.rows("finetune", step, range(4), 10)
+        assert all("named lists" in ref_tok.backend.decode(row.tolist()) for row in batch.ids)
+    assert set(annealed.feasible) == {"copy/short", "needle/single", "list_recall/easy"}
+
+
 def test_a_task_that_never_fits_is_an_error(ref_tok):
     import pytest
 

@@ -46,6 +46,8 @@ def test_warmup_then_cosine_to_min_lr():
         ({"tasks": ("list_recall",)}, "family/variant"),
         ({"batch_size": 0}, "batch_size"),
         ({"induction_mix": -1}, "induction_mix"),
+        ({"anneal_steps": 5}, "at most finetune_steps"),
+        ({"anneal_steps": 2}, "needs anneal_tasks"),
     ],
 )
 def test_bad_configs_say_what_to_fix(change, message):
