@@ -14,10 +14,12 @@ Presets:
 - tiny: the bundled reference model (1.6M parameters): 4 x 128, block 256 (every
   default-suite task fits at 1x), 800 pre-training + 3200 fine-tuning steps of
   16 rows, mostly on the tasks (pre-training alone does not teach recall), with
-  8 induction rows mixed into every step. About 14M tokens. The bundled models
-  are this preset trained by `metabench reproduce --preset tiny` on 2 CPU cores
-  (two trainings side by side, 1 thread each: 2848 s with meta-attention);
-  alone with `--threads 2` a training takes about 29 minutes there (per-step
+  8 induction rows mixed into every step; the last 400 fine-tuning steps draw
+  list_recall for a third of their rows (anneal_tasks, see TINY_ANNEAL_TASKS).
+  About 14M tokens. The bundled models are this preset trained by
+  `metabench reproduce --preset tiny` on 2 CPU cores (two trainings side by
+  side, 1 thread each: 3080 s with meta-attention); alone with `--threads 2`
+  a training takes about 29 minutes there (the late mix costs nothing: per-step
   times of a quarter-length run, 0.45 s pre-training and 0.43 s fine-tuning;
   see reference_model/MODEL_CARD.md).
   The mixed-in rows are what makes it copy: without them (the earlier recipe) the
