@@ -28,7 +28,9 @@ with its parent (PR_SET_PDEATHSIG on Linux), so a killed reproduce leaves
 nothing running that a rerun would race with. Measured on 2 CPU cores
 (benchmarks/train_step.py): two 1-thread tiny trainings side by side run at
 0.67 s/step each, against 0.39 s/step for one 2-thread training, so the pair
-finishes 13% sooner; the whole tiny reproduction took 54 min 25 s there (stage times: stages.json in
+finishes 13% sooner; the whole tiny reproduction took 54 min 25 s there before the
+late list-heavy mix (which adds no work per step); with it, 67 min, its extension and
+evaluation stages sharing the cores with a test run (stage times: stages.json in
 leaderboards/reproduce-tiny-cpu, written by --publish).
 
 Evaluation lengths: the standard 0.25x, 0.5x, 0.75x, 1x, 1.5x, 2x of the

@@ -109,7 +109,7 @@ class Stream:
 
     @classmethod
     def for_config(cls, tok: Tokenizer, cfg: TrainConfig) -> Stream:
-        """The stream a training run of cfg reads: its block, seed, meta density, tasks and curriculum."""
+        """The stream a training run of cfg reads: its block, seed, meta density, task mixes and curriculum."""
         return cls(
             tok, cfg.model.block_size, cfg.seed, cfg.meta_fraction, cfg.tasks, cfg.curriculum, cfg.prompt_loss_weight,
             cfg.anneal_steps, cfg.anneal_tasks,

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from metabench.train.loop import LOG_NAME, STATE_NAME, lr_lambda
+from metabench.train.loop import CONFIG_NAME, LOG_NAME, STATE_NAME, lr_lambda
 from metabench.train.presets import PRESETS, TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,3 +197,15 @@ def test_extend_with_finetuning(micro_run, tmp_path, run_cli):
     assert (out / "tokenizer.json").is_file()
     before, after = weights(micro_run), weights(out)
     assert not all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_extend_fine_tunes_on_the_sources_final_mix(micro_run, tmp_path, run_cli):
+    src = tmp_path / "src"
+    shutil.copytree(micro_run, src, ignore=shutil.ignore_patterns(STATE_NAME))
+    cfg = json.loads((src / CONFIG_NAME).read_text())
+    (src / CONFIG_NAME).write_text(json.dumps({**cfg, "anneal_steps": 2, "anneal_tasks": ["parity/default"] * 2}))
+    out = tmp_path / "yarn2x"
+    proc = run_cli("extend", str(src), "--factor", "2", "--out", str(out), "--steps", "1", "--batch-size", "2",
+                   "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / CONFIG_NAME).read_text())["tasks"] == ["parity/default"] * 2
