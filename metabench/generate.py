@@ -64,7 +64,25 @@ def _marker_token_positions(tok: Tokenizer, prompt: str, offsets: list[int], spe
     return out
 
 
-def make_sample(entry: Entry, length: Length, index: int, seed: int, tok: Tokenizer, opts: Options) -> Sample:
+def _smallest_length(entry: Entry, need: int, index: int, seed: int, tok: Tokenizer, opts: Options) -> int:
+    """The smallest length from `need` up at which sample `index` fits.
+
+    A sample's seed includes its length, so its fixed text (keys, templates)
+    differs a little from one length to the next: step up until one holds it.
+    """
+    for _ in range(256):
+        try:
+            make_sample(entry, Length(str(need), need), index, seed, tok, opts, probe=True)
+            return need
+        except TooShort as exc:
+            need += exc.over
+    raise RuntimeError(f"no length holds {entry.name} sample {index}; please report this with the tokenizer")
+
+
+def make_sample(
+    entry: Entry, length: Length, index: int, seed: int, tok: Tokenizer, opts: Options, probe: bool = False
+) -> Sample:
+    """Sample `index` of `entry` at `length`; `probe` lets a too-short length raise TooShort itself."""
     spec = entry.spec
     params = spec.params()
     frame, add_specials = _frame(tok, opts)
@@ -88,10 +106,12 @@ def make_sample(entry: Entry, length: Length, index: int, seed: int, tok: Tokeni
                 verify=opts.verify, specials=add_specials, label=f"{entry.name}@{length.label}",
             )
         except TooShort as exc:
-            need = length.tokens + exc.over
+            if probe:
+                raise
+            need = _smallest_length(entry, length.tokens + exc.over, index, seed, tok, opts)
             raise LengthError(
                 f"length {length.label} ({length.tokens} tokens) is too short for {entry.name}: its prompt and "
-                f"answer without filler need {need} tokens; use lengths of at least {need} tokens"
+                f"answer without filler need more; use lengths of at least {need} tokens"
             ) from None
         fixed = frame.before + layout.instruction + "".join(b.text for b in layout.blocks) + layout.question
         fixed += frame.after + layout.answer_prefix
@@ -108,6 +128,10 @@ def make_sample(entry: Entry, length: Length, index: int, seed: int, tok: Tokeni
         _marker_token_positions(tok, fitted.prompt, offsets, add_specials) if opts.marker and offsets else None
     )
     primary = next((i for i, b in enumerate(layout.blocks) if b.primary), None)
+    info = layout.info
+    named = {b.name: round(fitted.block_depths[i], 6) for i, b in enumerate(layout.blocks) if b.name}
+    if named:
+        info = {**info, "depths_actual": named}
     return Sample(
         id=f"{entry.name}/{length.label}/{index}",
         task=entry.task,
@@ -135,7 +159,7 @@ def make_sample(entry: Entry, length: Length, index: int, seed: int, tok: Tokeni
         haystack=haystack_name,
         chance=round(spec.chance(), 6),
         params=params,
-        info=layout.info,
+        info=info,
     )
 
 

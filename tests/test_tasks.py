@@ -25,6 +25,14 @@ def _samples(tok, tasks, lengths=(1500, 3000), n=5, **opts):
 def solve(s) -> str:
     """Answer each task from the prompt alone, the way a perfect reader would."""
     p = s.prompt.split("Text:", 1)[-1].rsplit("\n\n", 1)[0]  # the body: no instruction, no question
+    if s.task == "needle" and s.variant == "twohop":
+        from test_needle_variants import solve_twohop
+
+        return solve_twohop(s)
+    if s.task == "needle" and s.variant.startswith("absent"):
+        from test_needle_variants import solve_absent
+
+        return solve_absent(s)
     if s.task == "needle":
         keys = s.info["queried"]
         return ", ".join(v for k in keys for v in re.findall(rf"for {re.escape(k)} is: (\S+?)\.(?:\s|$)", p))

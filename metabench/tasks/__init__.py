@@ -13,14 +13,14 @@ import typing
 from typing import Any
 
 from metabench.errors import MetabenchError
-from metabench.tasks import copy, kv_recall, list_recall, needle, parity, segment_count
+from metabench.tasks import copy, kv_recall, list_recall, needle, parity, segment_count, twohop
 from metabench.tasks.base import Layout, TaskSpec
 
 FAMILIES: dict[str, dict[str, TaskSpec]] = {
     "list_recall": list_recall.VARIANTS,
     "kv_recall": kv_recall.VARIANTS,
     "copy": copy.VARIANTS,
-    "needle": needle.VARIANTS,
+    "needle": {**needle.VARIANTS, **twohop.VARIANTS},
     "segment_count": segment_count.VARIANTS,
     "parity": parity.VARIANTS,
 }

@@ -31,12 +31,15 @@ class Block:
     newline (line-based content). `markers` are character offsets into `text`.
     `primary` marks the block the question is about (the sample's recorded
     depth is where that block landed); at most one block of a layout has it.
+    `name` asks for the block's measured depth to be recorded too, in the
+    sample's `info["depths_actual"][name]` (two-hop facts, say).
     """
 
     text: str
     depth: float
     markers: tuple[int, ...] = ()
     primary: bool = False
+    name: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,17 @@ asked at once (multiquery). Keys are words, numbers or uuids; values are
 numbers, words or uuids. The queried needle sits at the sample's depth
 (cycled over `depths`); other needles sit at random depths. Scored with
 RULER's string-match-all over the expected values.
+
+Abstention (`absent`): the queried key is in no needle, and the prompt names
+the fixed answer to give then (`ABSTAIN`). It measures hallucination: a
+model that reads the distractor needles and reports one of their values
+scores 0. One distractor's key shares a word with the queried key, so a
+key matched on one word alone is wrong. `absent_control` asks the same
+question, with the same escape offered, about a key that is there: the pair
+tells abstaining-by-default apart from reading. Both are scored by exact
+match first: "none" inside a hallucinated sentence must not count. Chance is
+1 / (keys + 1): a model that picks one of the answers the prompt offers
+(each needle's value, or the fixed string) at random.
 """
 
 from __future__ import annotations
@@ -38,6 +49,9 @@ def distinct(rng: random.Random, kind: KeyType, n: int, taken: set[str]) -> list
             taken.add(k)
             out.append(k)
     return out
+
+
+ABSTAIN = "none"  # the answer an abstention prompt names for a key that is not in the text
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,55 @@ class NeedleSpec(TaskSpec):
         )
 
 
+@dataclass(frozen=True)
+class AbstainSpec(TaskSpec):
+    """Needles whose queried key may be absent; the prompt offers ABSTAIN as the answer then."""
+
+    family = "needle"
+    description = "say the fixed answer when the queried key is not in the text (abstention)"
+    metrics = ("exact_match", "string_match_all")
+    keys: int = 4  # needles in the text, all distractors when the queried key is absent
+    present: bool = False  # the control: the queried key is one of the needles
+    depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+    def layout(self, rng: random.Random, index: int, marker: str | None) -> Layout:
+        depth = self.depth_for(index)
+        a, b, c = rng.sample(W.KEY_WORDS, 3)
+        queried = f"{a}-{b}"
+        near = f"{a}-{c}"  # shares a word with the queried key
+        taken = {queried, near}
+        others = distinct(rng, "words", self.keys - 1, taken)
+        keys = [queried, near, *others][: self.keys] if self.present else [near, *others]
+        values = distinct(rng, "numbers", len(keys), taken)
+        # The first needle sits at the sample's depth: the queried one, or (absent) its near miss.
+        blocks = [
+            Block(f" One of the special magic numbers for {k} is: {v}.", depth if i == 0 else rng.random(), primary=i == 0)
+            for i, (k, v) in enumerate(zip(keys, values))
+        ]
+        blocks.sort(key=lambda bl: bl.depth)
+        target = values[0] if self.present else ABSTAIN
+        return Layout(
+            instruction=(
+                "Some special magic numbers are hidden within the following text. Make sure to memorize "
+                "them. I will quiz you about the numbers afterwards.\n\nText:"
+            ),
+            blocks=tuple(blocks),
+            question=(
+                f"\n\nWhat is the special magic number for {queried} mentioned in the provided text? "
+                f'If the text mentions no special magic number for {queried}, answer "{ABSTAIN}".'
+            ),
+            answer_prefix=f"\nAnswer: The special magic number for {queried} mentioned in the provided text is",
+            target=target,
+            answers=(target,),
+            depth=depth,
+            info={"keys": keys, "queried": [queried], "present": self.present, "near_miss": near},
+            avoid=(queried, near, *others, *values),
+        )
+
+    def chance(self) -> float:
+        return 1.0 / (self.keys + 1)
+
+
 VARIANTS: dict[str, TaskSpec] = {
     "single": NeedleSpec(),
     "single_number": NeedleSpec(key_type="numbers"),
@@ -109,4 +172,6 @@ VARIANTS: dict[str, TaskSpec] = {
     "multivalue": NeedleSpec(values=4),
     "multiquery": NeedleSpec(keys=4, queries=4),
     "single_meta": NeedleSpec(marker_after_needle=True),
+    "absent": AbstainSpec(),
+    "absent_control": AbstainSpec(present=True),
 }
