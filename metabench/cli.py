@@ -23,7 +23,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
         print(f"{family:<14} {first.description}")
         for name, spec in variants.items():
             defaults = type(spec)()
-            changed = {k: v for k, v in spec.params().items() if v != defaults.params()[k]}
+            changed = {k: v for k, v in spec.params().items() if v != defaults.params().get(k)}
             detail = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
             print(f"  {name:<16} {detail}; metrics: {', '.join(spec.metrics)}")
     return 0
@@ -39,6 +39,13 @@ def _parse_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
         family, _, name = key.rpartition(".")
         out.setdefault(family, {})[name.strip()] = value.strip()
     return out
+
+
+def _fields(spec) -> set[str]:
+    """A spec's parameter names (its params() may leave one out at its default)."""
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(spec)}
 
 
 def _build_suite(args: argparse.Namespace):
@@ -65,10 +72,10 @@ def _build_suite(args: argparse.Namespace):
         updated = []
         generic = params.get("", {})
         for key in generic:
-            if not any(key in e.spec.params() for e in entries):
+            if not any(key in _fields(e.spec) for e in entries):
                 raise MetabenchError(f"--param {key}: no task in this run has that parameter (see `metabench tasks`)")
         for e in entries:
-            p = {k: v for k, v in generic.items() if k in e.spec.params()}
+            p = {k: v for k, v in generic.items() if k in _fields(e.spec)}
             p.update(params.get(e.task, {}))
             if p:
                 merged = {**e.spec.params(), **p}

@@ -20,7 +20,8 @@ from typing import Iterator
 from metabench import __version__
 from metabench.errors import LengthError, MetabenchError
 from metabench.haystack import build_haystack
-from metabench.lengths import FreshSource, Frame, Length, PoolSource, TooShort, fit, parse_lengths
+from metabench.grown import fit_grown
+from metabench.lengths import FreshSource, Frame, Length, PoolSource, Source, TooShort, fit, parse_lengths
 from metabench.schema import Sample, atomic_writer, dumps, write_jsonl
 from metabench.seeding import derive_rng
 from metabench.suite import Entry, Suite
@@ -64,6 +65,14 @@ def _marker_token_positions(tok: Tokenizer, prompt: str, offsets: list[int], spe
     return out
 
 
+def _source(spec, layout: Layout, rng, tok: Tokenizer, opts: Options) -> tuple[Source, str]:
+    """The sample's filler units and the name recorded for them."""
+    if layout.filler in ("kv_pairs", "needles"):
+        return FreshSource(spec.filler_units, rng, tok), layout.filler
+    hay = build_haystack(tok, opts.haystack_files or None, noise=layout.filler == "noise")
+    return PoolSource(hay, rng), hay.name
+
+
 def _smallest_length(entry: Entry, need: int, index: int, seed: int, tok: Tokenizer, opts: Options) -> int:
     """The smallest length from `need` up at which sample `index` fits.
 
@@ -93,25 +102,29 @@ def make_sample(
         if not opts.answer_prefix:
             layout = dataclasses.replace(layout, answer_prefix="")
         budget_answer = answer_budget(tok, layout.target)
-        if layout.filler == "kv_pairs":
-            source = FreshSource(spec.filler_units, rng, tok)  # type: ignore[attr-defined]
-            haystack_name = "kv_pairs"
-        else:
-            hay = build_haystack(tok, opts.haystack_files or None)
-            source = PoolSource(hay, rng)
-            haystack_name = hay.name
+        label = f"{entry.name}@{length.label}"
         try:
-            fitted = fit(
-                layout, tok, source, length.tokens - budget_answer, frame,
-                verify=opts.verify, specials=add_specials, label=f"{entry.name}@{length.label}",
-            )
+            if layout.grown is not None:
+                fitted, grown_info = fit_grown(
+                    layout, tok, length.tokens - budget_answer, frame,
+                    verify=opts.verify, specials=add_specials, label=label,
+                )
+                layout = dataclasses.replace(layout, info={**layout.info, **grown_info})
+                haystack_name = "none"
+            else:
+                source, haystack_name = _source(spec, layout, rng, tok, opts)
+                fitted = fit(
+                    layout, tok, source, length.tokens - budget_answer, frame,
+                    verify=opts.verify, specials=add_specials, label=label,
+                )
         except TooShort as exc:
             if probe:
                 raise
             need = _smallest_length(entry, length.tokens + exc.over, index, seed, tok, opts)
+            what = "its smallest word list, prompt and answer" if layout.grown else "its prompt and answer without filler"
             raise LengthError(
-                f"length {length.label} ({length.tokens} tokens) is too short for {entry.name}: its prompt and "
-                f"answer without filler need more; use lengths of at least {need} tokens"
+                f"length {length.label} ({length.tokens} tokens) is too short for {entry.name}: {what} "
+                f"need more; use lengths of at least {need} tokens"
             ) from None
         fixed = frame.before + layout.instruction + "".join(b.text for b in layout.blocks) + layout.question
         fixed += frame.after + layout.answer_prefix

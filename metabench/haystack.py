@@ -14,7 +14,8 @@ either and every golden hash changes, so bump the haystack name with them.
 
 File filler: the files are split into sentences, kept in order; a sample
 starts at a random sentence and reads on (wrapping around), like RULER's essay
-haystack, so the text stays coherent.
+haystack, so the text stays coherent. Noise filler is RULER's other haystack,
+its five noise sentences read the same way, so they repeat.
 """
 
 from __future__ import annotations
@@ -146,13 +147,15 @@ class UnitStream:
         return self.indices[:n]
 
 
-def build_haystack(tokenizer: Tokenizer, files: Sequence[str | Path] | None = None) -> Haystack:
-    """The haystack for `tokenizer`: procedural by default, or from `files`. Cached per tokenizer."""
-    key = ("haystack", tuple(str(f) for f in files) if files else None)
+def build_haystack(tokenizer: Tokenizer, files: Sequence[str | Path] | None = None, noise: bool = False) -> Haystack:
+    """The haystack for `tokenizer`: procedural by default, from `files`, or RULER's noise. Cached per tokenizer."""
+    key = ("haystack", "noise" if noise else tuple(str(f) for f in files) if files else None)
     cached = tokenizer._cache.get(key)
     if cached is not None:
         return cached
-    if files:
+    if noise:
+        sentences, name, ordered = list(W.NOISE_SENTENCES), "noise-v1", True
+    elif files:
         sentences = file_sentences(files)
         digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
         name, ordered = f"files:{digest}", True

@@ -92,3 +92,31 @@ nebula oasis prairie quasar savanna tundra volcano zephyr aurora canyonland
 ITEM_WORDS = KEY_WORDS
 
 COUNT_ITEMS = _split("cat dog owl fox bee ant cow pig hen elk")
+
+
+# Made-up words for the word-frequency tasks: consonant-vowel syllables, three to
+# a word, so every word has six letters and none is a substring of another. A
+# fixed seeded selection, in a fixed shuffled order.
+_CONSONANTS = "bdfghjklmnprstvz"
+_VOWELS = "aeiou"
+COINED_SEED = 20240408  # RULER's arXiv month; any constant would do, changing it changes every sample
+COINED_SIZE = 32768
+
+
+def _coined(index: int) -> str:
+    out = []
+    for _ in range(3):
+        index, s = divmod(index, len(_CONSONANTS) * len(_VOWELS))
+        out.append(_CONSONANTS[s // len(_VOWELS)] + _VOWELS[s % len(_VOWELS)])
+    return "".join(out)
+
+
+def coined_words() -> tuple[str, ...]:
+    """`COINED_SIZE` distinct six-letter made-up words (of 512,000 possible), in a fixed order."""
+    import random
+
+    total = (len(_CONSONANTS) * len(_VOWELS)) ** 3
+    return tuple(_coined(i) for i in random.Random(COINED_SEED).sample(range(total), COINED_SIZE))
+
+# RULER's "noise" haystack: these five sentences, repeated.
+NOISE_SENTENCES = ("The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again.")

@@ -13,7 +13,8 @@ import typing
 from typing import Any
 
 from metabench.errors import MetabenchError
-from metabench.tasks import copy, kv_recall, list_recall, needle, parity, segment_count, twohop
+from metabench.tasks import (common_words, copy, frequent_words, kv_recall, list_recall, needle, parity, segment_count,
+                             twohop, variable_tracking)
 from metabench.tasks.base import Layout, TaskSpec
 
 FAMILIES: dict[str, dict[str, TaskSpec]] = {
@@ -23,6 +24,9 @@ FAMILIES: dict[str, dict[str, TaskSpec]] = {
     "needle": {**needle.VARIANTS, **twohop.VARIANTS},
     "segment_count": segment_count.VARIANTS,
     "parity": parity.VARIANTS,
+    "variable_tracking": variable_tracking.VARIANTS,
+    "common_words": common_words.VARIANTS,
+    "frequent_words": frequent_words.VARIANTS,
 }
 
 

@@ -7,6 +7,14 @@ then surrounds the blocks with filler until the prompt fills its token budget.
 This keeps every family a small pure function and puts all length handling in
 one place.
 
+Grown content: aggregation tasks (common and frequent words) have no filler;
+their word list is the whole context and grows with the budget. Their layout
+carries a `Grown`: content of size n (rare words, words in all), counted
+piece by piece, that `grown.fit` sizes to the budget instead.
+
+Categories: every family names the kind of ability it measures, RULER's
+categories plus the paper's (`CATEGORIES`); leaderboards average over them.
+
 Meta-token markers: each block lists the character offsets where the paper
 places meta-tokens (after the queried list, around the counted segment, ...).
 With a marker string given, the spec inserts it there; without one the offsets
@@ -18,9 +26,32 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, Protocol, Sequence
 
-Filler = Literal["haystack", "kv_pairs"]
+# Where filler comes from: the run's haystack (procedural or files), RULER's noise sentences,
+# or units the spec makes itself (`filler_units`: key-value pairs, distractor needles).
+Filler = Literal["haystack", "noise", "kv_pairs", "needles"]
+Category = Literal["retrieval", "multi-hop tracing", "aggregation", "recall and copying", "counting"]
+CATEGORIES: tuple[Category, ...] = ("retrieval", "multi-hop tracing", "aggregation", "recall and copying", "counting")
+
+
+class Counter(Protocol):
+    """Token counts of content pieces under the sample's tokenizer (no special tokens), cached."""
+
+    def __call__(self, pieces: Sequence[str]) -> list[int]: ...
+
+    def cumulative(self, name: str, piece: Callable[[int], str], n: int) -> int:
+        """Tokens of piece(1) + ... + piece(n), counted piece by piece; sums are kept per tokenizer."""
+        ...
+
+
+def prefix_sums(sums: list[int], pieces: Sequence[str], n: int, count: Counter) -> list[int]:
+    """Extend `sums` (sums[k] = tokens of the first k pieces) to cover n pieces, doubling as it goes."""
+    if len(sums) <= n:
+        more = count(pieces[len(sums) - 1 : max(n, 2 * len(sums))])
+        for c in more:
+            sums.append(sums[-1] + c)
+    return sums
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,36 @@ class Layout:
     info: dict[str, Any] = field(default_factory=dict)  # task-specific facts, recorded per sample
     filler: Filler = "haystack"
     avoid: tuple[str, ...] = ()  # strings that must not occur in the filler (needle keys, values)
+    grown: "Grown | None" = None  # content that is the context itself, sized to the budget (no filler)
+
+
+class Grown:
+    """Content whose size n fills the budget: a numbered word list, a coded text.
+
+    The content at size n is a run of pieces joined by plain concatenation;
+    every piece but the first starts with a space, so a tokenizer that splits
+    at spaces counts the content as the sum of its pieces' counts. `tokens`
+    gives that sum without building the text (sizes are searched on it);
+    `grown.fit` checks it once per tokenizer against a full tokenization and
+    tokenizes in full where it does not hold. Sizes from `minimum` up pose
+    the task unambiguously; `tokens` must grow with n.
+    """
+
+    minimum: int = 1
+    maximum: int | None = None  # the largest size the task can make (a finite vocabulary), if any
+    first: str = ""  # a piece the content starts with, for counting the instruction's boundary
+    last: str = ""  # a piece the content may end with, for counting the question's boundary
+
+    def tokens(self, n: int, count: Counter) -> int:
+        raise NotImplementedError
+
+    def upper(self, budget: int) -> int:
+        """A size whose content surely takes more than `budget` tokens (every piece is >= 1 token)."""
+        raise NotImplementedError
+
+    def render(self, n: int) -> tuple[str, dict[str, Any]]:
+        """The content at size n, and facts about it recorded in the sample's info."""
+        raise NotImplementedError
 
 
 def with_marker(text: str, offset: int, marker: str | None) -> tuple[str, int]:
@@ -80,14 +141,15 @@ def insert_markers(text: str, offsets: list[int], marker: str | None) -> tuple[s
 class TaskSpec:
     """Base of every family's spec: frozen, typed, validated in `__post_init__`.
 
-    Subclasses set `family`, `description`, `metrics` (the first is primary) and
-    implement `layout`. `depths` are the needle depths cycled over samples
+    Subclasses set `family`, `description`, `metrics` (the first is primary),
+    `category` and implement `layout`. `depths` are the needle depths cycled over samples
     (sample i uses depths[i % len(depths)]); families without depth ignore them.
     """
 
     family: ClassVar[str]
     description: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
+    category: ClassVar[Category]
     depths: tuple[float, ...] = (0.5,)
 
     def __post_init__(self) -> None:

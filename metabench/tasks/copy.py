@@ -19,6 +19,7 @@ class CopySpec(TaskSpec):
     family = "copy"
     description = "reproduce the span between <<< and >>> word for word (paper)"
     metrics = ("exact_match", "token_accuracy")
+    category = "recall and copying"
     span_words: int = 16
     depths: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 

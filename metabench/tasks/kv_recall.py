@@ -30,6 +30,7 @@ class KVRecallSpec(TaskSpec):
     family = "kv_recall"
     description = "return the value of one or more keys from a long JSON object of uuid pairs"
     metrics = ("string_match_all", "exact_match")
+    category = "retrieval"
     queries: int = 1
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 

@@ -19,6 +19,7 @@ class ListRecallSpec(TaskSpec):
     family = "list_recall"
     description = "recall item j of a named list among N lists of k items (paper)"
     metrics = ("exact_match",)
+    category = "recall and copying"
     n_lists: int = 4
     list_len: int = 6
     depths: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)

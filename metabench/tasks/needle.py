@@ -2,7 +2,8 @@
 
 Variants follow RULER's NIAH family: one needle; several keys with distractor
 needles (multikey); one key with several values (multivalue); several keys
-asked at once (multiquery). Keys are words, numbers or uuids; values are
+asked at once (multiquery). Filler is the run's haystack, RULER's repeated
+noise sentences, or (RULER's needle haystack) distractor needles throughout. Keys are words, numbers or uuids; values are
 numbers, words or uuids. The queried needle sits at the sample's depth
 (cycled over `depths`); other needles sit at random depths. Scored with
 RULER's string-match-all over the expected values.
@@ -51,6 +52,10 @@ def distinct(rng: random.Random, kind: KeyType, n: int, taken: set[str]) -> list
     return out
 
 
+def needle_text(noun: str, key: str, value: str) -> str:
+    return f" One of the special magic {noun} for {key} is: {value}."
+
+
 ABSTAIN = "none"  # the answer an abstention prompt names for a key that is not in the text
 
 
@@ -59,12 +64,14 @@ class NeedleSpec(TaskSpec):
     family = "needle"
     description = "find the value(s) hidden for a key in long filler text (RULER NIAH)"
     metrics = ("string_match_all", "exact_match")
+    category = "retrieval"
     keys: int = 1  # needles with distinct keys (1 queried + distractors)
     values: int = 1  # values per queried key
     queries: int = 1  # keys asked about at once
     key_type: KeyType = "words"
     value_type: KeyType = "numbers"
     marker_after_needle: bool = False
+    filler: Literal["text", "noise", "needles"] = "text"  # the run's haystack, RULER's noise, or distractor needles
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
     def __post_init__(self) -> None:
@@ -74,19 +81,38 @@ class NeedleSpec(TaskSpec):
         for name in ("key_type", "value_type"):
             if getattr(self, name) not in ("words", "numbers", "uuids"):
                 raise ValueError(f"needle: {name} must be words, numbers or uuids, got {getattr(self, name)!r}")
+        if self.filler not in ("text", "noise", "needles"):
+            raise ValueError(f"needle: filler must be text, noise or needles, got {self.filler!r}")
+
+    def params(self) -> dict:
+        # `filler` is left out at its default, so samples of the variants that predate it
+        # (their seeds hash these params) stay byte-identical.
+        out = super().params()
+        if out["filler"] == "text":
+            del out["filler"]
+        return out
+
+    def noun(self) -> str:
+        return {"numbers": "numbers", "words": "words", "uuids": "uuids"}[self.value_type]
+
+    def filler_units(self, rng: random.Random, k: int) -> list[str]:
+        """RULER's needle haystack: distractor needles with fresh keys and values (a clash with
+        the sample's own keys is caught by `avoid` and redrawn)."""
+        return [needle_text(self.noun(), random_key(rng, self.key_type), random_key(rng, self.value_type))
+                for _ in range(k)]
 
     def layout(self, rng: random.Random, index: int, marker: str | None) -> Layout:
         depth = self.depth_for(index)
         taken: set[str] = set()
         keys = distinct(rng, self.key_type, self.keys, taken)
         queried = keys[: self.queries]
-        noun = {"numbers": "numbers", "words": "words", "uuids": "uuids"}[self.value_type]
+        noun = self.noun()
         one = noun[:-1]
         values = {k: distinct(rng, self.value_type, self.values if k in queried else 1, taken) for k in keys}
         blocks: list[Block] = []
         for ki, k in enumerate(keys):
             for vi, v in enumerate(values[k]):
-                text = f" One of the special magic {noun} for {k} is: {v}."
+                text = needle_text(noun, k, v)
                 markers: tuple[int, ...] = ()
                 if self.marker_after_needle and k in queried:
                     text, off = with_marker(text, len(text), marker)
@@ -111,6 +137,7 @@ class NeedleSpec(TaskSpec):
             depth=depth,
             info={"keys": keys, "queried": queried},
             avoid=tuple(keys) + tuple(v for vs in values.values() for v in vs),
+            filler={"text": "haystack", "noise": "noise", "needles": "needles"}[self.filler],
         )
 
 
@@ -121,6 +148,7 @@ class AbstainSpec(TaskSpec):
     family = "needle"
     description = "say the fixed answer when the queried key is not in the text (abstention)"
     metrics = ("exact_match", "string_match_all")
+    category = "retrieval"
     keys: int = 4  # needles in the text, all distractors when the queried key is absent
     present: bool = False  # the control: the queried key is one of the needles
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -174,4 +202,9 @@ VARIANTS: dict[str, TaskSpec] = {
     "single_meta": NeedleSpec(marker_after_needle=True),
     "absent": AbstainSpec(),
     "absent_control": AbstainSpec(present=True),
+    # RULER's NIAH settings that the variants above do not cover (README: "RULER in metabench").
+    "single_noise": NeedleSpec(filler="noise"),  # niah_single_1
+    "single_uuid_value": NeedleSpec(value_type="uuids"),  # niah_single_3
+    "multikey_needles": NeedleSpec(filler="needles"),  # niah_multikey_2
+    "multikey_needles_uuid": NeedleSpec(filler="needles", key_type="uuids", value_type="uuids"),  # niah_multikey_3
 }

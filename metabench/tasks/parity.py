@@ -17,6 +17,7 @@ class ParitySpec(TaskSpec):
     family = "parity"
     description = "XOR of the bits before the | mark in a bit string (paper)"
     metrics = ("exact_match",)
+    category = "counting"
     n_bits: int = 24
     depths: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 

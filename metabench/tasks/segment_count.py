@@ -20,6 +20,7 @@ class SegmentCountSpec(TaskSpec):
     family = "segment_count"
     description = "count how often a word occurs between [ and ] in a word sequence (paper)"
     metrics = ("exact_match",)
+    category = "counting"
     n_items: int = 48
     segment_len: int = 16
     vocab: int = 4

@@ -52,6 +52,7 @@ class TwoHopSpec(TaskSpec):
     family = "needle"
     description = "follow a bridge fact to the fact holding the answer; no word shared with the question"
     metrics = ("string_match_all", "exact_match")
+    category = "multi-hop tracing"  # two linked facts, as variable tracking chains them
     chains: int = 3  # bridge + answer pairs in the text: 1 queried, the rest distractors
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # the answer fact's
     bridge_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
