@@ -68,6 +68,17 @@ def test_relative_effective_length_follows_the_models_own_short_score(tmp_path):
     assert standing(load_run(zero, None).cells).relative is None  # 85% of 0 would pass everything
 
 
+def test_categories_average_their_entries_by_hand():
+    from metabench.report.leaderboard import by_category
+
+    families = {"n1": "needle", "n2": "needle", "kv": "kv_recall", "vt": "variable_tracking", "cwe": "common_words",
+                "p": "parity", "x": "someone_elses"}
+    scores = {"n1": 1.0, "n2": 0.5, "kv": 0.0, "vt": 0.25, "cwe": 0.75, "p": 0.5, "x": 0.1}
+    assert by_category(families, scores) == {
+        "retrieval": pytest.approx(0.5), "multi-hop tracing": 0.25, "aggregation": 0.75, "counting": 0.5, "other": 0.1}
+    assert list(by_category(families, scores)) == ["retrieval", "multi-hop tracing", "aggregation", "counting", "other"]
+
+
 # --- the HTML as text -------------------------------------------------------------
 
 def hostile(row: dict) -> None:
@@ -275,6 +286,9 @@ def test_loads_offline_with_no_errors_requests_or_dialogs(browser, page):
 
 def test_tables_heatmaps_and_charts_are_present(browser):
     assert browser.js("document.querySelectorAll('#ranking tbody tr').length") == 3
+    assert browser.js("document.querySelectorAll('#category-averages tbody tr').length") == 3
+    rows = browser.js("[...document.querySelectorAll('#run-0-categories tbody th')].map(th => th.textContent)")
+    assert rows == ["retrieval", "recall and copying", "counting"]  # needle, kv_recall; list_recall, copy; the rest
     assert browser.js("document.querySelectorAll('section.run').length") == 3
     # alpha and beta have a needle/single heatmap, beta also needle/multivalue; evil has no needle.
     assert browser.js("document.querySelectorAll('.heatmap table').length") == 3

@@ -34,8 +34,9 @@ from metabench.errors import MetabenchError
 from metabench.report.analyses import Analysis, load_analyses
 from metabench.report.charts import (LayerChart, LineChart, diverging_colour, layer_chart, line_chart, multiple,
                                      score_colour, short_tokens)
-from metabench.report.leaderboard import Standing, standing
+from metabench.report.leaderboard import Standing, category_of, standing
 from metabench.report.runs import Cell, Run, load_runs
+from metabench.tasks.base import CATEGORIES
 
 TEMPLATE = "template.html.j2"
 
@@ -102,6 +103,7 @@ class RunView:
     standing: Standing
     by_label: dict[str, Score]  # the leaderboard's per-length-label columns
     table: Grid
+    categories: Grid
     heatmaps: tuple[Grid, ...]
     charts: tuple[LineChart, ...]
     provenance: tuple[tuple[str, str], ...]
@@ -153,6 +155,22 @@ def task_table(run: Run, st: Standing) -> Grid:
     )
     footer = Row("average", tuple(score(p.score) for p in st.points), score(st.average))
     return Grid("tasks x lengths", cols, rows, footer)
+
+
+def category_table(run: Run, st: Standing) -> Grid:
+    """Category x length: each cell the mean over the category's entries at that length."""
+    cols = columns(run)
+    family = {c.entry: c.task for c in run.cells}
+    means: dict[tuple[str, int], list[float]] = {}
+    for c in run.cells:
+        if c.depth is None:
+            means.setdefault((category_of(family[c.entry]), c.length), []).append(c.mean)
+    rows = tuple(
+        Row(cat, tuple(score(sum(m) / len(m)) if (m := means.get((cat, col.length))) else None for col in cols),
+            score(avg))
+        for cat, avg in st.category_scores.items()
+    )
+    return Grid("categories x lengths", cols, rows, None)
 
 
 def heatmaps(run: Run) -> tuple[Grid, ...]:
@@ -222,7 +240,7 @@ def views(runs: Sequence[Run], options: ReportOptions) -> list[RunView]:
         out.append(RunView(
             id=f"run-{i}", rank=place, run=run, standing=st,
             by_label={p.label: score(p.score) for p in st.points},
-            table=task_table(run, st), heatmaps=heatmaps(run), charts=charts(run, th),
+            table=task_table(run, st), categories=category_table(run, st), heatmaps=heatmaps(run), charts=charts(run, th),
             provenance=items, command=command, command_recorded=recorded,
             entries=tuple(dict.fromkeys(c.entry for c in run.cells)),
             labels=tuple(p.label for p in st.points),
@@ -270,8 +288,10 @@ def render(runs: Sequence[Run], options: ReportOptions, analyses: Sequence[Analy
 
     vs = views(runs, options)
     all_entries = list(dict.fromkeys(e for v in vs for e in v.entries))
+    all_categories = [c for c in [*CATEGORIES, "other"] if any(c in v.standing.category_scores for v in vs)]
     return environment().get_template(TEMPLATE).render(
         title=options.title, options=options, views=vs, labels=label_order(vs), entries=all_entries,
+        categories=all_categories,
         analyses=analysis_views(analyses), drop_scale=drop_scale(analyses), paper_drop=PAPER_ENTROPY_DROP,
         version=__version__, short_tokens=short_tokens, multiple=multiple, score=score,
     )

@@ -19,6 +19,12 @@ the threshold ends it even if a longer length recovers. It is None when the
 shortest length already fails; when every length passes, the true value may
 be longer, so it is flagged `lower_bound`.
 
+Categories: each entry's family names its category (RULER's retrieval,
+multi-hop tracing and aggregation, and the paper's recall and copying and
+counting); a category's score is the mean over its entries, as RULER's
+per-category tables average their tasks. Families unknown to this version
+of metabench count as "other".
+
 Relative effective length: the same rule with the threshold set to a
 fraction (85% by default) of the run's own score at its shortest length: how
 far a model keeps its short-context quality, whatever that quality is. It is
@@ -63,6 +69,26 @@ class Standing:
     effective: Effective
     relative: Effective | None
     task_scores: dict[str, float]  # entry -> mean over its lengths
+    category_scores: dict[str, float]  # category -> mean of its entries' task scores, in CATEGORIES order
+
+
+def category_of(task: str) -> str:
+    """The category of a family (a Cell's `task`); "other" for a family this version does not know."""
+    from metabench.tasks import FAMILIES
+
+    variants = FAMILIES.get(task)
+    return next(iter(variants.values())).category if variants else "other"
+
+
+def by_category(entries: dict[str, str], scores: dict[str, float]) -> dict[str, float]:
+    """Mean score per category over entries (entry -> family in `entries`), in CATEGORIES order."""
+    from metabench.tasks.base import CATEGORIES
+
+    groups: dict[str, list[float]] = {}
+    for entry, score in scores.items():
+        groups.setdefault(category_of(entries[entry]), []).append(score)
+    order = [*CATEGORIES, "other"]
+    return {c: sum(groups[c]) / len(groups[c]) for c in sorted(groups, key=order.index)}
 
 
 def length_points(cells: Iterable[Cell]) -> tuple[Point, ...]:
@@ -117,6 +143,7 @@ def standing(cells: Sequence[Cell], threshold: float = 0.856, relative: float = 
     for c in cells:
         if c.depth is None:
             tasks.setdefault(c.entry, []).append(c.mean)
+    task_scores = {e: sum(v) / len(v) for e, v in tasks.items()}
     return Standing(
         points=points,
         average=sum(scores) / len(scores),
@@ -124,5 +151,6 @@ def standing(cells: Sequence[Cell], threshold: float = 0.856, relative: float = 
         weighted_dec=weighted_average(scores, "dec"),
         effective=effective_length(points, threshold),
         relative=effective_length(points, relative * base) if base > 0 else None,
-        task_scores={e: sum(v) / len(v) for e, v in tasks.items()},
+        task_scores=task_scores,
+        category_scores=by_category({c.entry: c.task for c in cells}, task_scores),
     )
