@@ -1,10 +1,11 @@
-"""Data generation speed: metabench's needle generator vs lm-eval's RULER niah_single_1.
+"""Data generation speed: metabench's generators vs lm-eval's RULER generators.
 
-Both generate the same number of single-needle samples (word key, number
-value, RULER's `niah_single_1` setting) at 4k, 16k and 32k tokens with the
-same tokenizer, in one run. Prints samples/s of each, their ratio, and how
-full each fills its budget. Then checks that metabench's memory stays flat in
-the number of samples (it streams to disk).
+Both generate the same number of samples at 4k, 16k and 32k tokens with the
+same tokenizer, in one run: single needles (word key, number value, RULER's
+`niah_single_1` setting), then variable tracking, common words and frequent
+words (RULER's vt, cwe and fwe, each with RULER's defaults). Prints samples/s
+of each, their ratio, and how full each fills its budget. Then checks that
+metabench's memory stays flat in the number of samples (it streams to disk).
 
     python3 benchmarks/datagen.py [--tokenizer DIR] [--samples 500]
 
@@ -43,10 +44,40 @@ def ruler(tokenizer_dir: str, length: int, n: int) -> tuple[float, float]:
     return len(rows) / dt, fill
 
 
-def ours(tokenizer_dir: str, length: int, n: int) -> tuple[float, float]:
+def ruler_aggregate(task: str, tokenizer_dir: str, length: int, n: int) -> tuple[float, float]:
+    """lm-eval's RULER generator for vt, cwe or fwe, as its get_dataset calls it (vt builds its one-shot example too)."""
+    import contextlib
+    import io
+
+    from transformers import AutoTokenizer
+    from lm_eval.tasks.ruler import cwe_utils, fwe_utils, vt_utils
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+
+    def vt() -> list[dict]:
+        icl = vt_utils.sys_vartrack_w_noise_random(tokenizer=tok, num_samples=1, max_seq_length=500, incremental=5)[0]
+        return vt_utils.sys_vartrack_w_noise_random(tokenizer=tok, num_samples=n, max_seq_length=length, icl_example=icl)
+
+    make = {
+        "vt": vt,
+        "cwe": lambda: cwe_utils.sys_word_pair_random(num_samples=n, max_seq_length=length, tokenizer=tok),
+        "fwe": lambda: fwe_utils.sys_kwext(tokenizer=tok, max_seq_length=length, num_samples=n),
+    }[task]
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress prints
+        rows = make()
+    dt = time.perf_counter() - t
+    return len(rows) / dt, statistics.mean(r["length"] / length for r in rows)  # its length counts its answer budget
+
+
+RULER_TASKS = {"vt": "variable_tracking", "cwe": "common_words", "fwe": "frequent_words"}
+
+
+def ours(tokenizer_dir: str, length: int, n: int, task: str = "needle", variant: str = "single") -> tuple[float, float]:
     tok = load_tokenizer(tokenizer_dir)
-    suite = parse_suite({"lengths": [length], "samples": n, "tasks": [{"task": "needle", "variant": "single"}]})
-    list(iter_samples(parse_suite({"lengths": [length], "samples": 1, "tasks": ["needle"]}), tok, Options()))  # pool
+    suite = parse_suite({"lengths": [length], "samples": n, "tasks": [{"task": task, "variant": variant}]})
+    # Warm the per-tokenizer caches (haystack pool, piece counts) as any run's first sample does.
+    list(iter_samples(parse_suite({"lengths": [length], "samples": 1, "tasks": [task]}), tok, Options()))
     t = time.perf_counter()
     rows = list(iter_samples(suite, tok, Options()))
     dt = time.perf_counter() - t
@@ -79,6 +110,13 @@ def main() -> None:
         r_rate, r_fill = ruler(args.tokenizer, length, args.samples)
         m_rate, m_fill = ours(args.tokenizer, length, args.samples)
         print(f"{length:>7} {r_rate:>9.1f} {m_rate:>12.1f} {m_rate / r_rate:>6.1f}x {r_fill:>10.1%} {m_fill:>14.1%}")
+    for name, family in RULER_TASKS.items():
+        print(f"\nRULER {name} vs metabench {family}")
+        print(f"{'length':>7} {'RULER/s':>9} {'metabench/s':>12} {'ratio':>7} {'RULER fill':>11} {'metabench fill':>15}")
+        for length in map(int, args.lengths.split(",")):
+            r_rate, r_fill = ruler_aggregate(name, args.tokenizer, length, args.samples)
+            m_rate, m_fill = ours(args.tokenizer, length, args.samples, family, "default")
+            print(f"{length:>7} {r_rate:>9.1f} {m_rate:>12.1f} {m_rate / r_rate:>6.1f}x {r_fill:>10.1%} {m_fill:>14.1%}")
     small, large = 100, 1000
     a, b = peak_memory(args.tokenizer, small), peak_memory(args.tokenizer, large)
     print(f"\npeak Python memory writing 16k-token samples to disk: {small} samples {a:.1f} MiB, "
