@@ -160,11 +160,10 @@ def task_table(run: Run, st: Standing) -> Grid:
 def category_table(run: Run, st: Standing) -> Grid:
     """Category x length: each cell the mean over the category's entries at that length."""
     cols = columns(run)
-    family = {c.entry: c.task for c in run.cells}
     means: dict[tuple[str, int], list[float]] = {}
     for c in run.cells:
         if c.depth is None:
-            means.setdefault((category_of(family[c.entry]), c.length), []).append(c.mean)
+            means.setdefault((category_of(c.task, c.variant), c.length), []).append(c.mean)
     rows = tuple(
         Row(cat, tuple(score(sum(m) / len(m)) if (m := means.get((cat, col.length))) else None for col in cols),
             score(avg))

@@ -19,7 +19,7 @@ the threshold ends it even if a longer length recovers. It is None when the
 shortest length already fails; when every length passes, the true value may
 be longer, so it is flagged `lower_bound`.
 
-Categories: each entry's family names its category (RULER's retrieval,
+Categories: each entry's task variant names its category (RULER's retrieval,
 multi-hop tracing and aggregation, and the paper's recall and copying and
 counting); a category's score is the mean over its entries, as RULER's
 per-category tables average their tasks. Families unknown to this version
@@ -72,21 +72,24 @@ class Standing:
     category_scores: dict[str, float]  # category -> mean of its entries' task scores, in CATEGORIES order
 
 
-def category_of(task: str) -> str:
-    """The category of a family (a Cell's `task`); "other" for a family this version does not know."""
+def category_of(task: str, variant: str = "") -> str:
+    """The category of a task's variant (a Cell's `task` and `variant`; a variant this version does not
+    know takes its family's first), or "other" for a family this version does not know."""
     from metabench.tasks import FAMILIES
 
     variants = FAMILIES.get(task)
-    return next(iter(variants.values())).category if variants else "other"
+    if not variants:
+        return "other"
+    return (variants.get(variant) or next(iter(variants.values()))).category
 
 
-def by_category(entries: dict[str, str], scores: dict[str, float]) -> dict[str, float]:
-    """Mean score per category over entries (entry -> family in `entries`), in CATEGORIES order."""
+def by_category(entries: dict[str, tuple[str, str]], scores: dict[str, float]) -> dict[str, float]:
+    """Mean score per category over entries (entry -> (family, variant)), in CATEGORIES order."""
     from metabench.tasks.base import CATEGORIES
 
     groups: dict[str, list[float]] = {}
     for entry, score in scores.items():
-        groups.setdefault(category_of(entries[entry]), []).append(score)
+        groups.setdefault(category_of(*entries[entry]), []).append(score)
     order = [*CATEGORIES, "other"]
     return {c: sum(groups[c]) / len(groups[c]) for c in sorted(groups, key=order.index)}
 
@@ -152,5 +155,5 @@ def standing(cells: Sequence[Cell], threshold: float = 0.856, relative: float = 
         effective=effective_length(points, threshold),
         relative=effective_length(points, relative * base) if base > 0 else None,
         task_scores=task_scores,
-        category_scores=by_category({c.entry: c.task for c in cells}, task_scores),
+        category_scores=by_category({c.entry: (c.task, c.variant) for c in cells}, task_scores),
     )
