@@ -1,15 +1,29 @@
 """The evaluated model's tokenizer, seen through the few operations metabench needs.
 
 Lengths are measured with the model's own tokenizer, loaded from a local folder
-(never from a hub). `load_tokenizer` uses transformers' `AutoTokenizer` when
-transformers is installed, because that is exactly how the evaluated model
-will tokenize (including settings such as `add_bos_token` that live outside
-tokenizer.json); without transformers it reads `tokenizer.json` with the
-`tokenizers` library. Either way encoding runs on the Rust backend.
+(never from a hub). When the folder has a `tokenizer.json` and its
+tokenizer_config.json names the generic fast class (`PreTrainedTokenizerFast`
+or `TokenizersBackend`, or none), it is read with the `tokenizers` library
+directly, settled the way transformers' `TokenizersBackend` settles it:
+
+- the named special tokens (bos, eos, unk, pad, ...) and the additional ones
+  come from tokenizer_config.json (then special_tokens_map.json); any not in
+  the vocabulary yet is added as a special token;
+- BOS/EOS come from tokenizer.json's post-processor alone: with a
+  tokenizer.json, transformers drops the config's `add_bos_token` and
+  `add_eos_token` (5.x, checked by the tests);
+- the chat template (chat_template.jinja, else the config's `chat_template`)
+  is rendered with jinja2 as transformers does (metabench.chat_template).
+
+This skips importing transformers, most of a short `metabench generate`'s
+time. Anything else (a model-specific tokenizer class, no tokenizer.json,
+named template folders) goes through transformers' `AutoTokenizer`, which is
+exactly how the evaluated model will tokenize. Tests check equal counts and
+equal chat renderings against AutoTokenizer on every fixture tokenizer.
 
 Counting convention: `count(text, specials=True)` includes the special tokens
 the tokenizer adds around a prompt (a BOS, say), since they occupy the
-model's context too.
+model's context too. Encoding never truncates or pads.
 
 The fingerprint is a hash of the tokenizer files' contents, so data generated
 with two copies of the same tokenizer is recognised as the same.
@@ -42,8 +56,10 @@ class Tokenizer:
 
     path: str
     backend: Any  # tokenizers.Tokenizer
-    hf: Any = None  # transformers.PreTrainedTokenizerBase, when transformers is installed
+    hf: Any = None  # transformers.PreTrainedTokenizerBase, when loaded through transformers
     fingerprint: str = ""
+    chat_template: str | None = None  # jinja source, when loaded without transformers
+    special_tokens: dict[str, str] = field(default_factory=dict)  # bos_token etc., for the chat template
     _cache: dict = field(default_factory=dict, repr=False)
 
     def encode(self, text: str, specials: bool = False) -> list[int]:
@@ -66,7 +82,22 @@ class Tokenizer:
         return self._cache["special_overhead"]
 
     def has_chat_template(self) -> bool:
-        return self.hf is not None and bool(getattr(self.hf, "chat_template", None))
+        if self.hf is not None:
+            return bool(getattr(self.hf, "chat_template", None))
+        return bool(self.chat_template)
+
+    def render_chat(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The chat template's text for `messages` (the template's own BOS text included)."""
+        if not self.has_chat_template():
+            raise MetabenchError(
+                f"tokenizer {self.path} has no chat template; drop --chat-template or use a tokenizer folder "
+                "with chat_template.jinja or a chat_template in tokenizer_config.json"
+            )
+        if self.hf is not None:
+            return self.hf.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+        from metabench.chat_template import render
+
+        return render(self.chat_template, messages, self.special_tokens, add_generation_prompt)
 
     def chat_wrap(self) -> tuple[str, str]:
         """The text a chat template puts before and after one user message.
@@ -75,22 +106,17 @@ class Tokenizer:
         do not insert the message verbatim are refused, since lengths could then
         not be predicted.
         """
-        if not self.has_chat_template():
-            raise MetabenchError(
-                f"tokenizer {self.path} has no chat template; drop --chat-template or use a "
-                "tokenizer folder whose tokenizer_config.json defines one (needs transformers)"
-            )
-        sentinel = "\x00METABENCH_SENTINEL\x00"
-        rendered = self.hf.apply_chat_template(
-            [{"role": "user", "content": sentinel}], tokenize=False, add_generation_prompt=True
-        )
-        if rendered.count(sentinel) != 1:
+        rendered = self.render_chat([{"role": "user", "content": SENTINEL}])
+        if rendered.count(SENTINEL) != 1:
             raise MetabenchError(
                 f"the chat template of {self.path} does not insert the user message verbatim; "
                 "generate without --chat-template"
             )
-        before, after = rendered.split(sentinel)
+        before, after = rendered.split(SENTINEL)
         return before, after
+
+
+SENTINEL = "\x00METABENCH_SENTINEL\x00"
 
 
 def _fingerprint(folder: Path) -> str:
@@ -117,8 +143,101 @@ def _register_if_reference_model(folder: Path) -> None:
         register_reference_model()
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Load a tokenizer from a local folder; a clear MetabenchError if it cannot be read."""
+# tokenizer_config.json classes that transformers builds as the plain tokenizer.json backend.
+GENERIC_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
+# transformers' named special tokens (PreTrainedTokenizerBase.SPECIAL_TOKENS_ATTRIBUTES).
+NAMED_SPECIALS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MetabenchError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _token_text(value: Any) -> str | None:
+    """A special token as configs write it: a string, or an AddedToken dict with `content`."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _chat_template(folder: Path, config: dict) -> str | None:
+    """The default chat template: chat_template.jinja, else the config's (a string or named list)."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    template = config.get("chat_template")
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) else None
+
+
+def _natively_readable(folder: Path) -> bool:
+    """Whether transformers would build this folder as the plain tokenizer.json backend."""
+    config = _read_json(folder / "tokenizer_config.json")
+    return (
+        (folder / "tokenizer.json").is_file()
+        and config.get("tokenizer_class") in GENERIC_CLASSES
+        and not (folder / "chat_templates").is_dir()
+    )
+
+
+def _load_native(folder: Path, fingerprint: str) -> Tokenizer:
+    """tokenizer.json through `tokenizers`, settled as transformers' TokenizersBackend settles it."""
+    from tokenizers import AddedToken
+    from tokenizers import Tokenizer as RustTokenizer
+
+    tj = folder / "tokenizer.json"
+    try:
+        backend = RustTokenizer.from_file(str(tj))
+    except Exception as exc:  # tokenizers raises a bare Exception for malformed files
+        raise MetabenchError(f"cannot read {tj}: {exc}".splitlines()[0]) from exc
+    config = {**_read_json(folder / "special_tokens_map.json"), **_read_json(folder / "tokenizer_config.json")}
+    named = {k: t for k in NAMED_SPECIALS if (t := _token_text(config.get(k)))}
+    extra = [t for v in config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+             if (t := _token_text(v))]
+    missing = [t for t in [*named.values(), *extra] if backend.token_to_id(t) is None]
+    if missing:
+        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys(missing)])
+    return Tokenizer(str(folder), backend, None, fingerprint, _chat_template(folder, config), named)
+
+
+def _load_transformers(folder: Path, fingerprint: str) -> Tokenizer:
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise MetabenchError(
+            f"{folder} needs transformers to be read (no tokenizer.json, or a model-specific tokenizer class); "
+            "install metabench[hf]"
+        ) from None
+    try:
+        _register_if_reference_model(folder)
+        # trust_remote_code=False: a checkpoint's auto_map must not make transformers
+        # stop and ask on the terminal; tokenizers never need remote code here
+        hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except Exception as exc:  # transformers raises many types; all mean "unreadable"
+        raise MetabenchError(f"cannot read a tokenizer from {folder}: {exc}".splitlines()[0]) from exc
+    backend = getattr(hf, "backend_tokenizer", None) or getattr(hf, "_tokenizer", None)
+    if backend is None:
+        raise MetabenchError(
+            f"tokenizer in {folder} is a slow (Python) tokenizer; metabench needs a fast "
+            "tokenizer: save it with tokenizer.json (AutoTokenizer(..., use_fast=True).save_pretrained)"
+        )
+    return Tokenizer(str(folder), backend, hf, fingerprint)
+
+
+def load_tokenizer(path: str | Path, via_transformers: bool = False) -> Tokenizer:
+    """Load a tokenizer from a local folder; a clear MetabenchError if it cannot be read.
+
+    `via_transformers` forces AutoTokenizer (tests compare the two ways)."""
     folder = Path(path)
     if not folder.is_dir():
         raise MetabenchError(
@@ -126,40 +245,12 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             "that holds tokenizer.json (or the model folder itself)"
         )
     fingerprint = _fingerprint(folder)
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        transformers = None
-    if transformers is not None:
-        try:
-            from transformers import AutoTokenizer
-
-            _register_if_reference_model(folder)
-            # trust_remote_code=False: a checkpoint's auto_map must not make transformers
-            # stop and ask on the terminal; tokenizers never need remote code here
-            hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-        except Exception as exc:  # transformers raises many types; all mean "unreadable"
-            raise MetabenchError(f"cannot read a tokenizer from {folder}: {exc}".splitlines()[0]) from exc
-        backend = getattr(hf, "backend_tokenizer", None) or getattr(hf, "_tokenizer", None)
-        if backend is None:
-            raise MetabenchError(
-                f"tokenizer in {folder} is a slow (Python) tokenizer; metabench needs a fast "
-                "tokenizer: save it with tokenizer.json (AutoTokenizer(..., use_fast=True).save_pretrained)"
-            )
-        tok = Tokenizer(str(folder), backend, hf, fingerprint)
+    if _natively_readable(folder) and not via_transformers:
+        tok = _load_native(folder, fingerprint)
     else:
-        tj = folder / "tokenizer.json"
-        if not tj.is_file():
-            raise MetabenchError(
-                f"{folder} has no tokenizer.json; install metabench[hf] to read other tokenizer formats"
-            )
-        from tokenizers import Tokenizer as RustTokenizer
-
-        try:
-            backend = RustTokenizer.from_file(str(tj))
-        except Exception as exc:
-            raise MetabenchError(f"cannot read {tj}: {exc}".splitlines()[0]) from exc
-        tok = Tokenizer(str(folder), backend, None, fingerprint)
+        tok = _load_transformers(folder, fingerprint)
+    tok.backend.no_truncation()
+    tok.backend.no_padding()
     if tok.count("The quick brown fox jumps over the lazy dog.") == 0:
         raise MetabenchError(f"tokenizer in {folder} encodes text to zero tokens; it cannot measure lengths")
     return tok
