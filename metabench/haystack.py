@@ -21,6 +21,7 @@ its five noise sentences read the same way, so they repeat.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -143,7 +144,9 @@ class UnitStream:
             if self.h.ordered:
                 self.indices.extend((self.start + k + i) % size for i in range(self.CHUNK))
             else:
-                self.indices.extend(self.rng.choices(range(size), k=self.CHUNK))
+                # What rng.choices(range(size), k=CHUNK) draws, without its per-item indexing.
+                draw = self.rng.random
+                self.indices += [math.floor(draw() * size) for _ in range(self.CHUNK)]
         return self.indices[:n]
 
 

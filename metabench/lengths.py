@@ -114,8 +114,9 @@ class PoolSource:
     def ensure(self, n: int) -> None:
         if len(self.texts) < n:
             idx = self.stream.take(n)[len(self.texts) :]
-            self.texts.extend(self.h.units[i] for i in idx)
-            self.counts.extend(self.h.counts[i] for i in idx)
+            units, counts = self.h.units, self.h.counts
+            self.texts += [units[i] for i in idx]
+            self.counts += [counts[i] for i in idx]
 
     def swap(self, i: int, j: int) -> None:
         self.ensure(max(i, j) + 1)

@@ -50,6 +50,9 @@ _FINGERPRINT_FILES = (
 )
 
 
+SMALL_BATCH = 16  # texts counted one by one; more go to the parallel batch encoder
+
+
 @dataclass
 class Tokenizer:
     """A loaded tokenizer: Rust backend for speed, the transformers object for templates."""
@@ -70,8 +73,8 @@ class Tokenizer:
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         """Token counts of many texts without special tokens (parallel in Rust)."""
-        if not texts:
-            return []
+        if len(texts) <= SMALL_BATCH:  # a thread pool's start costs more than a few short texts
+            return [len(self.backend.encode(t, add_special_tokens=False).ids) for t in texts]
         return [len(e.ids) for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
     def special_overhead(self) -> int:
