@@ -25,7 +25,7 @@ from metabench.lengths import FreshSource, Frame, Length, PoolSource, Source, To
 from metabench.schema import Sample, atomic_writer, dumps, write_jsonl
 from metabench.seeding import derive_rng
 from metabench.suite import Entry, Suite
-from metabench.tasks.base import Layout
+from metabench.tasks.base import PLAIN_TURNS, Layout, Turns
 from metabench.tokenizer import Tokenizer
 
 MAX_RETRIES = 20  # redraws when a needle's key or value happens to occur in the user's filler
@@ -47,12 +47,20 @@ def answer_budget(tok: Tokenizer, target: str) -> int:
     return n + max(4, math.ceil(n / 4))
 
 
-def _frame(tok: Tokenizer, opts: Options) -> tuple[Frame, bool]:
+def _frame(tok: Tokenizer, opts: Options, turns: Turns | None) -> tuple[Frame, bool]:
+    """The text around a prompt, and whether the backend adds special tokens to it."""
+    if turns is not None:
+        return Frame(before=turns.before, after=turns.after), not opts.chat_template
     if not opts.chat_template:
         return Frame(), True
     before, after = tok.chat_wrap()
     # The rendered template carries its own BOS text; the backend must not add another.
     return Frame(before=before, after=after), False
+
+
+def _turns(tok: Tokenizer, opts: Options) -> Turns:
+    """A conversation task's turns: the chat template's own text with --chat-template, else plain labels."""
+    return Turns(*tok.chat_turns()) if opts.chat_template else PLAIN_TURNS
 
 
 def _marker_token_positions(tok: Tokenizer, prompt: str, offsets: list[int], specials: bool) -> list[int]:
@@ -67,6 +75,8 @@ def _marker_token_positions(tok: Tokenizer, prompt: str, offsets: list[int], spe
 
 def _source(spec, layout: Layout, rng, tok: Tokenizer, opts: Options) -> tuple[Source, str]:
     """The sample's filler units and the name recorded for them."""
+    if layout.units is not None:  # units made for this sample alone (conversation turns)
+        return FreshSource(layout.units, rng, tok), layout.filler
     if layout.filler in ("kv_pairs", "needles"):
         return FreshSource(spec.filler_units, rng, tok), layout.filler
     hay = build_haystack(tok, opts.haystack_files or None, noise=layout.filler == "noise")
@@ -94,11 +104,15 @@ def make_sample(
     """Sample `index` of `entry` at `length`; `probe` lets a too-short length raise TooShort itself."""
     spec = entry.spec
     params = spec.params()
-    frame, add_specials = _frame(tok, opts)
+    turns = _turns(tok, opts) if spec.conversation else None
+    frame, add_specials = _frame(tok, opts, turns)
     for attempt in range(MAX_RETRIES):
         parts = (seed, entry.task, entry.variant, dumps(params), length.tokens, index)
         rng = derive_rng(*parts, attempt) if attempt else derive_rng(*parts)
-        layout: Layout = spec.layout(rng, index, opts.marker)
+        if turns is not None:
+            layout: Layout = spec.layout(rng, index, opts.marker, turns)  # type: ignore[call-arg]
+        else:
+            layout = spec.layout(rng, index, opts.marker)
         if not opts.answer_prefix:
             layout = dataclasses.replace(layout, answer_prefix="")
         budget_answer = answer_budget(tok, layout.target)

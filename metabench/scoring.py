@@ -10,10 +10,16 @@
 - string_match_all / string_match_any: RULER's metrics: the fraction of
   references found anywhere in the prediction (case-insensitive), and whether
   any is.
+- sequence_ratio: OpenAI-MRCR's grade: 0 unless the prediction (surrounding
+  whitespace stripped) starts with the sample's required prefix
+  (`info["prefix"]`); otherwise difflib's SequenceMatcher ratio between the
+  prediction and the target, both without the prefix.
 """
 
 from __future__ import annotations
 
+import json
+from difflib import SequenceMatcher
 from typing import Callable, Mapping, Sequence
 
 _TRAILING = ".,;:!?"
@@ -62,11 +68,25 @@ def string_match_any(prediction: str, references: Sequence[str]) -> float:
     return float(any(r.lower() in p for r in references))
 
 
+def sequence_ratio(prediction: str, target: str, prefix: str) -> float:
+    reply = prediction.strip()
+    if not reply.startswith(prefix):
+        return 0.0
+    return SequenceMatcher(None, reply.removeprefix(prefix), target.removeprefix(prefix)).ratio()
+
+
+def _info(sample: Mapping) -> Mapping:
+    """A sample's info: a dict, or its JSON text as lm-eval docs carry it."""
+    info = sample["info"]
+    return json.loads(info) if isinstance(info, str) else info
+
+
 METRICS: dict[str, Callable[[str, Mapping], float]] = {
     "exact_match": lambda pred, s: exact_match(pred, s["target"]),
     "token_accuracy": lambda pred, s: token_accuracy(pred, s["target"]),
     "string_match_all": lambda pred, s: string_match_all(pred, s["answers"]),
     "string_match_any": lambda pred, s: string_match_any(pred, s["answers"]),
+    "sequence_ratio": lambda pred, s: sequence_ratio(pred, s["target"], _info(s)["prefix"]),
 }
 
 

@@ -119,6 +119,31 @@ class Tokenizer:
         return before, after
 
 
+    def chat_turns(self) -> tuple[str, str, str, str]:
+        """The template's text around the turns of a conversation: (before, user_end, assistant_end, after).
+
+        Rendered once with sentinel messages (user, assistant, user, assistant,
+        user) and split around them. A template that writes the second
+        exchange unlike the first (or changes the messages) is refused: a
+        conversation's length could then not be predicted turn by turn.
+        """
+        marks = [f"\x00METABENCH_TURN_{i}\x00" for i in range(5)]
+        roles = ["user", "assistant", "user", "assistant", "user"]
+        rendered = self.render_chat([{"role": r, "content": m} for r, m in zip(roles, marks)])
+        pieces, rest = [], rendered
+        for m in marks:
+            if rest.count(m) != 1:
+                break
+            head, rest = rest.split(m)
+            pieces.append(head)
+        if len(pieces) != 5 or pieces[1] != pieces[3] or pieces[2] != pieces[4]:
+            raise MetabenchError(
+                f"the chat template of {self.path} does not write every turn of a conversation the same way; "
+                "generate conversation tasks without --chat-template"
+            )
+        return pieces[0], pieces[1], pieces[2], rest
+
+
 SENTINEL = "\x00METABENCH_SENTINEL\x00"
 
 

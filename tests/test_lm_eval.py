@@ -37,7 +37,8 @@ from metabench.results import read_rows, read_summary, summarize_rows
 pytest.importorskip("lm_eval")
 
 REPO = Path(__file__).resolve().parent.parent
-TASKS = ("metabench_recall", "metabench_copy", "metabench_needle", "metabench_count", "metabench_parity")
+TASKS = ("metabench_recall", "metabench_copy", "metabench_needle", "metabench_count", "metabench_parity",
+         "metabench_abstain", "metabench_twohop", "metabench_mrcr")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 TRUNCATION_WARNINGS = ("Left truncation applied", "left truncated")  # lm-eval's HF and API models
 
@@ -186,7 +187,7 @@ def test_import_lm_eval_writes_a_results_folder(hf_run, tmp_path, capsys):
 
     _, out = hf_run
     assert main(["import-lm-eval", str(out), "--out", str(tmp_path / "r")]) == 0
-    assert "wrote 36 samples of metabench_recall, metabench_copy" in capsys.readouterr().out
+    assert f"wrote {len(entries()) * 2 * 2} samples of metabench_recall, metabench_copy" in capsys.readouterr().out
     summary = read_summary(tmp_path / "r")
     rows = list(read_rows(tmp_path / "r" / "results.jsonl"))
     assert summary["cells"] == summarize_rows(rows)

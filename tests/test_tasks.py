@@ -13,6 +13,7 @@ from metabench.generate import Options, iter_samples
 from metabench.haystack import procedural_sentences
 from metabench.suite import parse_suite
 from metabench.tasks import FAMILIES, resolve
+from metabench.tasks.base import PLAIN_TURNS
 
 import random
 
@@ -35,6 +36,10 @@ def solve(s) -> str:
         from test_needle_variants import solve_absent
 
         return solve_absent(s)
+    if s.task == "mrcr":
+        from test_mrcr import solve as solve_mrcr
+
+        return "".join(solve_mrcr(s.prompt, PLAIN_TURNS))
     if s.task == "needle":
         keys = s.info["queried"]
         return ", ".join(v for k in keys for v in re.findall(rf"for {re.escape(k)} is: (\S+?)\.(?:\s|$)", p))

@@ -13,8 +13,8 @@ import typing
 from typing import Any
 
 from metabench.errors import MetabenchError
-from metabench.tasks import (common_words, copy, frequent_words, kv_recall, list_recall, needle, parity, segment_count,
-                             twohop, variable_tracking)
+from metabench.tasks import (common_words, copy, frequent_words, kv_recall, list_recall, mrcr, needle, parity,
+                             segment_count, twohop, variable_tracking)
 from metabench.tasks.base import Layout, TaskSpec
 
 FAMILIES: dict[str, dict[str, TaskSpec]] = {
@@ -27,6 +27,7 @@ FAMILIES: dict[str, dict[str, TaskSpec]] = {
     "variable_tracking": variable_tracking.VARIANTS,
     "common_words": common_words.VARIANTS,
     "frequent_words": frequent_words.VARIANTS,
+    "mrcr": mrcr.VARIANTS,
 }
 
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Literal, Protocol, Sequence
 
 # Where filler comes from: the run's haystack (procedural or files), RULER's noise sentences,
-# or units the spec makes itself (`filler_units`: key-value pairs, distractor needles).
-Filler = Literal["haystack", "noise", "kv_pairs", "needles"]
+# units the spec makes itself (`filler_units`: key-value pairs, distractor needles), or units
+# the layout makes for its own sample (`Layout.units`: conversation turns).
+Filler = Literal["haystack", "noise", "kv_pairs", "needles", "turns"]
 Category = Literal["retrieval", "multi-hop tracing", "aggregation", "recall and copying", "counting"]
 CATEGORIES: tuple[Category, ...] = ("retrieval", "multi-hop tracing", "aggregation", "recall and copying", "counting")
 
@@ -86,6 +87,7 @@ class Layout:
     filler: Filler = "haystack"
     avoid: tuple[str, ...] = ()  # strings that must not occur in the filler (needle keys, values)
     grown: "Grown | None" = None  # content that is the context itself, sized to the budget (no filler)
+    units: Callable[[random.Random, int], list[str]] | None = None  # this sample's own filler maker (turns)
 
 
 class Grown:
@@ -117,6 +119,24 @@ class Grown:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Turns:
+    """How a conversation is written: a chat template's own text around each turn, or plain labels.
+
+    before + user text + user_end + assistant text + assistant_end + user text ... + after:
+    `before` opens the first user turn (BOS and system text included), `after`
+    opens the assistant turn the model writes.
+    """
+
+    before: str
+    user_end: str
+    assistant_end: str
+    after: str
+
+
+PLAIN_TURNS = Turns(before="User: ", user_end="\n\nAssistant: ", assistant_end="\n\nUser: ", after="\n\nAssistant:")
+
+
 def with_marker(text: str, offset: int, marker: str | None) -> tuple[str, int]:
     """Insert `" " + marker` at `offset`; return the new text and the marker's own offset."""
     if not marker:
@@ -142,7 +162,9 @@ class TaskSpec:
     """Base of every family's spec: frozen, typed, validated in `__post_init__`.
 
     Subclasses set `family`, `description`, `metrics` (the first is primary),
-    `category` and implement `layout`. `depths` are the needle depths cycled over samples
+    `category` and implement `layout`. A conversation family sets `conversation` and
+    takes a fourth argument, the `Turns` to write its turns in; generate puts
+    `before`/`after` around its prompt. `depths` are the needle depths cycled over samples
     (sample i uses depths[i % len(depths)]); families without depth ignore them.
     """
 
@@ -150,6 +172,7 @@ class TaskSpec:
     description: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
     category: ClassVar[Category]
+    conversation: ClassVar[bool] = False  # True: `layout` takes the Turns its conversation is written in
     depths: tuple[float, ...] = (0.5,)
 
     def __post_init__(self) -> None:
