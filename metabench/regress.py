@@ -1,21 +1,35 @@
 """Baselines and regression checks: a checkpoint's results against a stored baseline, for CI.
 
-A baseline (`metabench baseline RESULTS --out FILE`, format metabench.baseline/1)
+A baseline (`metabench baseline RESULTS --out FILE`, format metabench.baseline/2)
 keeps the run's suite identity (name, seed, lengths in tokens, entries without
 their sample counts), its model, and per summary cell the primary metric's n,
-mean, sample sd, whether every score was 0/1 and, if so, the successes: enough
-to test a later run against it without the baseline's rows.
+mean, sample sd, whether every score was 0/1 and, if so, the successes; per
+(entry, length) cell also every sample's id and primary score ("outcomes"),
+so a later run of the same suite and seed can be compared sample by sample.
+Baselines in format metabench.baseline/1 (no outcomes) are still read.
 
 `check` compares the (entry, length) cells pooled over depths; depth cells
 are finer views of the same samples and would only multiply the tests. A cell
 is a regression when its drop (baseline minus results, in points) is both
 beyond the tolerance (default 2 points) and significant at alpha (default 0.05,
-one-sided): a two-proportion z-test with pooled variance when both sides' scores
-are all 0/1, otherwise Welch's t-test on the stored means and sds. Requiring
-both keeps noise on small samples (a 6-point drop on 50 samples has p ~ 0.24)
-and tiny but certain drops from failing a build. `--correction holm` adjusts
-p-values across cells (Holm-Bonferroni) for a family-wise alpha; it is off by
-default because a real 10-point drop on 200 samples (p ~ 0.01) should fail.
+one-sided). The test (metabench/stats.py, scipy.stats):
+
+- paired, when every baseline sample id is among the results' (same suite,
+  seed and tokenizer give the same samples): McNemar's exact test for 0/1
+  scores, the paired t-test for graded ones, over the baseline's samples;
+- unpaired otherwise, and the report says so: a two-proportion z-test for
+  0/1 scores, Welch's t-test for graded ones.
+
+Requiring both keeps noise on small samples and tiny but certain drops from
+failing a build. `--correction holm` adjusts p-values across cells
+(Holm-Bonferroni) for a family-wise alpha; it is off by default because a real
+drop that one cell shows clearly should fail.
+
+lm-eval's results_*.json (metabench/lm_eval/scores.py) work as results and as
+baselines: one cell per task and "metric,filter" key, tested with a z-test on
+the two values and their `_stderr`. A value of "N/A" or -1 is missing, never
+zero: such a cell fails as missing. A cell without a standard error is
+judged by the tolerance alone, and the report says so.
 
 Nothing passes silently: a baseline cell missing from the results and a cell
 with fewer samples than the baseline fail with their reason (exit 1). A
@@ -26,26 +40,28 @@ meaningless: "unusable input", exit 2, reported in every output format.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
+from metabench import stats as st
 from metabench.errors import MetabenchError
+from metabench.lm_eval.scores import is_lm_eval_output, read_scores
 from metabench.results import read_rows, read_summary, write_json
 
-BASELINE_FORMAT = "metabench.baseline/1"
+BASELINE_FORMAT = "metabench.baseline/2"
+READABLE_FORMATS = ("metabench.baseline/1", BASELINE_FORMAT)
 Format = Literal["text", "markdown", "github", "junit"]
 Status = Literal["ok", "regression", "missing", "fewer_samples"]
-Key = tuple[str, str, "float | None"]  # (entry, length label, depth)
+Key = tuple[str, str, "float | None"]  # (entry, length label, depth); lm-eval: (task, "metric,filter", None)
 
 
 @dataclass(frozen=True)
 class CellStats:
     entry: str
     label: str
-    length: int
+    length: int  # tokens; 0 for an lm-eval cell
     depth: float | None
     primary: str
     n: int
@@ -53,6 +69,8 @@ class CellStats:
     sd: float  # sample sd (n - 1), 0 for n = 1
     binary: bool  # every score was 0 or 1
     successes: int | None  # when binary
+    stderr: float | None = None  # lm-eval cells: the reported standard error (None: "N/A")
+    outcomes: dict[str, float] | None = None  # (entry, length) cells: primary score per sample id
 
     @property
     def key(self) -> Key:
@@ -60,8 +78,14 @@ class CellStats:
 
     @property
     def name(self) -> str:
+        if self.length == 0:
+            return f"{self.entry} {self.label}"
         where = f"{self.entry} @ {self.label} ({self.length} tokens)"
         return where if self.depth is None else f"{where} depth {self.depth:g}"
+
+    @property
+    def side(self) -> st.Side:
+        return st.Side(self.n, self.mean, self.sd, self.binary)
 
 
 def cell_stats(rows: list[dict[str, Any]]) -> dict[Key, CellStats]:
@@ -75,11 +99,10 @@ def cell_stats(rows: list[dict[str, Any]]) -> dict[Key, CellStats]:
     for key, rs in groups.items():
         primary = rs[0]["primary"]
         v = [float(r["scores"][primary]) for r in rs]
-        n, mean = len(v), sum(v) / len(v)
-        binary = all(x in (0.0, 1.0) for x in v)
-        sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1)) if n > 1 else 0.0
-        out[key] = CellStats(key[0], key[1], int(rs[0]["length"]), key[2], primary, n, mean, sd, binary,
-                             int(sum(v)) if binary else None)
+        s = st.side(v)
+        outcomes = {r["id"]: x for r, x in zip(rs, v)} if key[2] is None else None
+        out[key] = CellStats(key[0], key[1], int(rs[0]["length"]), key[2], primary, s.n, s.mean, s.sd, s.binary,
+                             int(sum(v)) if s.binary else None, outcomes=outcomes)
     return out
 
 
@@ -90,8 +113,34 @@ def suite_identity(suite: dict[str, Any]) -> dict[str, Any]:
     return {"name": suite.get("name"), "seed": suite.get("seed"), "lengths": suite.get("lengths"), "entries": entries}
 
 
-def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[Key, CellStats]]:
-    """summary.json and per-cell stats from results.jsonl, checked against each other."""
+@dataclass(frozen=True)
+class Run:
+    """What a check reads from a results folder or an lm-eval results file."""
+
+    suite: dict[str, Any]  # suite_identity
+    model: dict[str, Any] | None
+    provenance: dict[str, Any]
+    stats: dict[Key, CellStats]
+    absent: dict[Key, str]  # cells present with no value (lm-eval's "N/A" or -1): key -> what was there
+
+
+def _read_lm_eval(source: str | Path) -> Run:
+    path, identity, scores = read_scores(source)
+    stats: dict[Key, CellStats] = {}
+    absent: dict[Key, str] = {}
+    for s in scores:
+        if s.value is None:
+            absent[(s.task, s.key, None)] = "no value (N/A or -1)"
+            continue
+        stats[(s.task, s.key, None)] = CellStats(s.task, s.key, 0, None, s.metric, s.n, s.value, 0.0, False, None,
+                                                 stderr=s.stderr)
+    return Run(identity, None, {"source": str(path)}, stats, absent)
+
+
+def read_run(folder: str | Path) -> Run:
+    """A results folder (summary.json and per-cell stats from results.jsonl, checked against each other) or lm-eval output."""
+    if is_lm_eval_output(folder):
+        return _read_lm_eval(folder)
     folder = Path(folder)
     summary = read_summary(folder)
     rows_path = folder / "results.jsonl"
@@ -106,19 +155,22 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[Key, CellStats]]:
         if s is None or s.n != c["n"]:
             raise MetabenchError(f"{folder}: summary.json and results.jsonl disagree on cell {c['entry']} @ "
                                  f"{c['length_label']} (n {c['n']} vs {s.n if s else 0}); the run is incomplete or edited")
-    return summary, stats
+    return Run(suite_identity(summary.get("suite", {})), summary.get("model"), summary.get("provenance", {}), stats, {})
 
 
 def make_baseline(results: str | Path) -> dict[str, Any]:
-    summary, stats = read_run(results)
-    return {
+    run = read_run(results)
+    out = {
         "format": BASELINE_FORMAT,
         "source": str(results),
-        "model": summary.get("model"),
-        "suite": suite_identity(summary.get("suite", {})),
-        "provenance": summary.get("provenance", {}),
-        "cells": [asdict(s) for s in stats.values()],
+        "model": run.model,
+        "suite": run.suite,
+        "provenance": run.provenance,
+        "cells": [asdict(s) for s in run.stats.values()],
     }
+    if run.absent:  # not in the baseline, so not checked: said here and by the CLI
+        out["left_out"] = sorted(f"{k[0]} {k[1]}: {why}" for k, why in run.absent.items())
+    return out
 
 
 def write_baseline(results: str | Path, out: str | Path) -> Path:
@@ -134,7 +186,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         raise MetabenchError(f"baseline {path} does not exist (make one with `metabench baseline RESULTS --out {path}`)") from None
     except json.JSONDecodeError as exc:
         raise MetabenchError(f"baseline {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         raise MetabenchError(f"{path} is not a metabench baseline (format {BASELINE_FORMAT!r})")
     try:
         data["cells"] = [CellStats(**c) for c in data["cells"]]
@@ -143,74 +195,35 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     return data
 
 
-# --- statistics -----------------------------------------------------------------
+# --- the comparison of one cell -----------------------------------------------------
 
-def normal_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-14:
-            break
-    return h
+@dataclass(frozen=True)
+class Comparison:
+    p: float | None  # one-sided; None: untestable (no standard error), the tolerance decides
+    test: str  # a key of stats.TEST_NAMES, or "" when untestable
+    detail: str  # what was compared, for the report
 
 
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1) / (a + b + 2):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_sf(t: float, df: float) -> float:
-    """P(T > t) for Student's t with df degrees of freedom."""
-    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
-    return tail if t >= 0 else 1.0 - tail
-
-
-def drop_p_value(base: CellStats, cur: CellStats) -> tuple[float, str]:
-    """One-sided p-value for 'the results are worse than the baseline', and the test's name."""
-    if base.binary and cur.binary:
-        pooled = (base.successes + cur.successes) / (base.n + cur.n)
-        se = math.sqrt(pooled * (1 - pooled) * (1 / base.n + 1 / cur.n))
-        if se == 0:  # both 0% or both 100%: identical
-            return 1.0, "z"
-        return normal_sf((base.mean - cur.mean) / se), "z"
-    a, b = base.sd ** 2 / base.n, cur.sd ** 2 / cur.n
-    if a + b == 0:  # no spread on either side: the means are exact
-        return (0.0 if base.mean > cur.mean else 1.0), "welch"
-    num = (a + b) ** 2
-    den = (a * a / (base.n - 1) if base.n > 1 else 0.0) + (b * b / (cur.n - 1) if cur.n > 1 else 0.0)
-    df = num / den if den > 0 else 1.0
-    return t_sf((base.mean - cur.mean) / math.sqrt(a + b), df), "welch"
+def compare(base: CellStats, cur: CellStats) -> Comparison:
+    """The one-sided test of 'cur is worse than base': paired when the samples match, else unpaired."""
+    if base.length == 0 or cur.length == 0:  # lm-eval cells: a value and its standard error
+        if base.stderr is None or cur.stderr is None:
+            return Comparison(None, "", "no standard error (N/A): judged by the tolerance alone")
+        p, test = st.stderr_drop_p(base.mean, base.stderr, cur.mean, cur.stderr)
+        return Comparison(p, test, f"stderr {base.stderr:.3g} -> {cur.stderr:.3g}")
+    if base.outcomes and cur.outcomes and base.outcomes.keys() <= cur.outcomes.keys():
+        ids = list(base.outcomes)
+        b, c = [base.outcomes[i] for i in ids], [cur.outcomes[i] for i in ids]
+        p, test = st.paired_drop_p(b, c)
+        lost, gained = sum(x > y for x, y in zip(b, c)), sum(y > x for x, y in zip(b, c))
+        return Comparison(p, test, f"paired on {len(ids)} samples: {lost} worse, {gained} better")
+    why = "the baseline has no per-sample scores" if not base.outcomes else "the sample ids differ"
+    p, test = st.unpaired_drop_p(base.side, cur.side)
+    return Comparison(p, test, f"unpaired: {why}")
 
 
 def holm(p: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in the input order."""
-    order = sorted(range(len(p)), key=lambda i: p[i])
-    out, running = [0.0] * len(p), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        out[i] = running
-    return out
+    return st.holm(p)
 
 
 # --- the check ------------------------------------------------------------------
@@ -253,6 +266,7 @@ class CheckReport:
     suite: dict[str, Any]
     problems: tuple[str, ...]  # unusable input
     cells: tuple[CellResult, ...]
+    notes: tuple[str, ...] = ()  # how cells were tested, when not paired: shown in every format
 
     @property
     def failures(self) -> tuple[CellResult, ...]:
@@ -285,30 +299,42 @@ def identity_problems(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
 
 def check(results: str | Path, baseline: str | Path, options: CheckOptions = CheckOptions()) -> CheckReport:
     base = load_baseline(baseline)
-    summary, stats = read_run(results)
-    cur_suite = suite_identity(summary.get("suite", {}))
-    problems = identity_problems(base["suite"], cur_suite)
-    tested: list[tuple[CellStats, CellStats, float, float, str]] = []
+    run = read_run(results)
+    problems = identity_problems(base["suite"], run.suite)
+    tested: list[tuple[CellStats, CellStats, float, Comparison]] = []
     cells: list[CellResult] = []
     for b in (c for c in base["cells"] if c.depth is None):
-        c = stats.get(b.key)
+        c = run.stats.get(b.key)
         if c is None:
-            cells.append(CellResult(b, None, "missing", None, None, "", f"in the baseline (n={b.n}) but not in the results"))
+            why = run.absent.get(b.key, "not in the results")
+            cells.append(CellResult(b, None, "missing", None, None, "", f"in the baseline (n={b.n}) but {why}"))
         elif c.primary != b.primary:
             problems.append(f"{b.name}: primary metric {c.primary!r}, baseline {b.primary!r}")
         elif c.n < b.n:
             cells.append(CellResult(b, c, "fewer_samples", 100 * (b.mean - c.mean), None, "",
                                     f"{c.n} samples, fewer than the baseline's {b.n}"))
-        else:
-            p, test = drop_p_value(b, c)
-            tested.append((b, c, round(100 * (b.mean - c.mean), 9), p, test))  # round: 80%-78% is 2.000...02
-    adjusted = holm([t[3] for t in tested]) if options.correction == "holm" else [t[3] for t in tested]
-    for (b, c, drop, _, test), p in zip(tested, adjusted):
-        bad = drop > options.tolerance and p < options.alpha
+        else:  # round: 80%-78% is 2.000...02
+            tested.append((b, c, round(100 * (b.mean - c.mean), 9), compare(b, c)))
+    raw = [t[3].p for t in tested if t[3].p is not None]
+    adjusted = iter(holm(raw) if options.correction == "holm" else raw)
+    for b, c, drop, cmp in tested:
+        p = next(adjusted) if cmp.p is not None else None
+        bad = drop > options.tolerance and (p is None or p < options.alpha)
+        test = f"one-sided {st.TEST_NAMES[cmp.test]} test p={p:.3g}" if p is not None else "untested"
         why = (f"{100 * b.mean:.1f}% -> {100 * c.mean:.1f}% ({0.0 - drop:+.1f} points; n {b.n} -> {c.n}; "
-               f"one-sided {'z' if test == 'z' else 'Welch t'}-test p={p:.3g})")
-        cells.append(CellResult(b, c, "regression" if bad else "ok", drop, p, test, why))
-    return CheckReport(str(results), str(baseline), options, cur_suite, tuple(problems), tuple(cells))
+               f"{cmp.detail}; {test})")
+        cells.append(CellResult(b, c, "regression" if bad else "ok", drop, p, cmp.test, why))
+    notes = _notes(tested)
+    return CheckReport(str(results), str(baseline), options, run.suite, tuple(problems), tuple(cells), notes)
+
+
+def _notes(tested: list[tuple[CellStats, CellStats, float, Comparison]]) -> tuple[str, ...]:
+    """What the reader must know about how cells were tested: unpaired fallbacks, untestable cells."""
+    by_detail: dict[str, int] = {}
+    for _, _, _, cmp in tested:
+        if cmp.detail.startswith("unpaired") or cmp.p is None:
+            by_detail[cmp.detail] = by_detail.get(cmp.detail, 0) + 1
+    return tuple(f"{d} ({n} of {len(tested)} cells)" for d, n in by_detail.items())
 
 
 # --- output formats ---------------------------------------------------------------
@@ -329,11 +355,13 @@ def format_report(report: CheckReport, fmt: Format = "text") -> str:
     head = f"metabench check: {report.verdict()}"
     where = f"results {report.results} vs baseline {report.baseline} (suite {report.suite.get('name')}, seed {report.suite.get('seed')}; {setting})"
     if fmt == "text":
-        lines = [head, f"  {where}"] + [f"  UNUSABLE     {p}" for p in report.problems]
+        lines = [head, f"  {where}"] + [f"  NOTE         {n}" for n in report.notes]
+        lines += [f"  UNUSABLE     {p}" for p in report.problems]
         lines += [f"  {c.status.upper():<12} {c.base.name}: {c.reason}" for c in report.failures]
         return "\n".join(lines) + "\n"
     if fmt == "github":
-        lines = [f"::error title={_gh('metabench check: unusable input', True)}::{_gh(p)}" for p in report.problems]
+        lines = [f"::warning title={_gh('metabench check', True)}::{_gh(n)}" for n in report.notes]
+        lines += [f"::error title={_gh('metabench check: unusable input', True)}::{_gh(p)}" for p in report.problems]
         lines += [f"::error title={_gh(f'metabench {c.status}: {c.base.name}', True)}::{_gh(c.reason)}" for c in report.failures]
         if report.exit_code == 0:
             lines.append(f"::notice title={_gh('metabench check passed', True)}::{_gh(report.verdict() + '; ' + where)}")
@@ -341,6 +369,7 @@ def format_report(report: CheckReport, fmt: Format = "text") -> str:
     if fmt == "markdown":
         icon = {0: "✅", 1: "❌", 2: "⚠️"}[report.exit_code]
         out = [f"### {icon} {_md(head)}", "", _md(where), ""]
+        out += [f"- note: {_md(n)}" for n in report.notes]
         out += [f"- **unusable input**: {_md(p)}" for p in report.problems]
         table = ["| status | cell | baseline | results | change (points) | p |", "|---|---|---:|---:|---:|---:|"]
         for c in sorted(report.cells, key=lambda c: (not c.failed, -(c.drop or 0))):
@@ -356,7 +385,8 @@ def format_report(report: CheckReport, fmt: Format = "text") -> str:
         suite = ET.Element("testsuite", name="metabench check", tests=str(len(report.cells) + len(report.problems)),
                            failures=str(len(report.failures)), errors=str(len(report.problems)))
         props = ET.SubElement(suite, "properties")
-        for k, v in (("results", report.results), ("baseline", report.baseline), ("setting", setting)):
+        for k, v in (("results", report.results), ("baseline", report.baseline), ("setting", setting),
+                     *((f"note {i + 1}", n) for i, n in enumerate(report.notes))):
             ET.SubElement(props, "property", name=k, value=v)
         for i, p in enumerate(report.problems):
             case = ET.SubElement(suite, "testcase", classname="metabench.input", name=f"input {i + 1}")

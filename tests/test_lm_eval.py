@@ -211,6 +211,23 @@ def test_import_lm_eval_writes_a_results_folder(hf_run, tmp_path, capsys):
 # ----------------------------------------------------------------------------- the wrapper, from a wheel
 
 
+def test_check_reads_a_real_lm_eval_run(hf_run, tmp_path):
+    """`metabench baseline` and `check` on lm-eval's own results_*.json: every task's metrics, no groups."""
+    from metabench.regress import check, load_baseline, write_baseline
+
+    _, out = hf_run
+    write_baseline(out, tmp_path / "b.json")
+    names = {c.name for c in load_baseline(tmp_path / "b.json")["cells"]}
+    assert {f"{t} exact_match@2048,none" for t in TASKS} <= names and not any("metabench_all" in n for n in names)
+    assert check(out, tmp_path / "b.json").exit_code == 0
+    data = results_json(out)
+    data["results"]["metabench_copy"]["exact_match@512,none"] = "N/A"
+    (tmp_path / "cand").mkdir()
+    (tmp_path / "cand" / "results_x.json").write_text(json.dumps(data))
+    report = check(tmp_path / "cand", tmp_path / "b.json")
+    assert [(c.base.name, c.status) for c in report.failures] == [("metabench_copy exact_match@512,none", "missing")]
+
+
 def test_metabench_lm_eval_works_from_an_installed_wheel(tiny_llama_dir, tmp_path):
     src = tmp_path / "src"
     src.mkdir()

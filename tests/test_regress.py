@@ -16,18 +16,8 @@ from helpers_results import ENTRIES, MULTIVALUE, write_results
 
 from metabench.cli import main
 from metabench.errors import MetabenchError
-from metabench.regress import (
-    CheckOptions,
-    betainc,
-    check,
-    drop_p_value,
-    format_report,
-    holm,
-    load_baseline,
-    normal_sf,
-    t_sf,
-    write_baseline,
-)
+from metabench import stats
+from metabench.regress import CheckOptions, check, format_report, holm, load_baseline, write_baseline
 from metabench.results import read_rows, summarize_rows, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,14 +29,25 @@ def only(entry: str, length: int, p: float, other: float):
     return lambda e, n, d: p if (e == entry and n == length) else other
 
 
+def without_outcomes(baseline: Path, out: Path) -> Path:
+    """The baseline as format /1 wrote it: no per-sample scores, so every cell is tested unpaired."""
+    data = json.loads(baseline.read_text())
+    data["format"] = "metabench.baseline/1"
+    for c in data["cells"]:
+        c.pop("outcomes"), c.pop("stderr")
+    write_json(out, data)
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A baseline at 80% on 200 samples per cell, and variants of it."""
+    """A baseline at 80% on 200 samples per cell (with and without per-sample scores), and variants of it."""
     d = tmp_path_factory.mktemp("runs")
     base = write_results(d / "base", samples=200, accuracy=0.8)
     baseline = write_baseline(base, d / "baselines" / "base.json")
+    unpaired = without_outcomes(baseline, d / "baselines" / "unpaired.json")
     drop10 = write_results(d / "drop10", samples=200, accuracy=only("kv_recall/single", 4096, 0.7, 0.8))
-    return {"dir": d, "base": base, "baseline": baseline, "drop10": drop10}
+    return {"dir": d, "base": base, "baseline": baseline, "unpaired": unpaired, "drop10": drop10}
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -63,6 +64,8 @@ def test_baseline_keeps_what_a_later_test_needs(runs):
     assert len(overall) == len(ENTRIES) * 3
     kv = next(c for c in overall if c.entry == "kv_recall/single" and c.label == "1x")
     assert (kv.n, kv.binary, kv.successes, kv.mean) == (200, True, 160, 0.8)
+    rows = [r for r in read_rows(runs["base"] / "results.jsonl") if r["entry"] == "kv_recall/single" and r["length"] == 4096]
+    assert kv.outcomes == {r["id"]: r["scores"]["string_match_all"] for r in rows}
     assert any(c.depth is not None for c in b["cells"])  # needle depth cells are kept too
 
 
@@ -76,21 +79,78 @@ def test_ten_point_drop_on_200_samples_fails_naming_the_cell(runs):
     code, out = run_cli("check", str(runs["drop10"]), "--baseline", str(runs["baseline"]))
     assert code == 1, out
     assert "FAIL: 1 regression of 18 cells" in out
-    assert f"REGRESSION   {KV_1X}: 80.0% -> 70.0% (-10.0 points" in out
+    assert (f"REGRESSION   {KV_1X}: 80.0% -> 70.0% (-10.0 points; n 200 -> 200; paired on 200 samples: "
+            "20 worse, 0 better; one-sided McNemar exact test p=9.54e-07)") in out
     report = check(runs["drop10"], runs["baseline"])
     assert [c.base.name for c in report.failures] == [KV_1X]
-    assert report.failures[0].p == pytest.approx(0.01047, abs=1e-4)  # z = 0.1 / sqrt(.75 * .25 * 2 / 200)
+    assert report.failures[0].p == pytest.approx(0.5 ** 20)  # 20 discordant samples, all lost
+    unpaired = check(runs["drop10"], runs["unpaired"])
+    assert [c.base.name for c in unpaired.failures] == [KV_1X]
+    assert unpaired.failures[0].p == pytest.approx(0.01047, abs=1e-4)  # z = 0.1 / sqrt(.75 * .25 * 2 / 200)
+    assert unpaired.notes == ("unpaired: the baseline has no per-sample scores (18 of 18 cells)",)
 
 
 def test_holm_correction_lets_one_p_001_cell_among_18_pass(runs):
-    report = check(runs["drop10"], runs["baseline"], CheckOptions(correction="holm"))
+    report = check(runs["drop10"], runs["unpaired"], CheckOptions(correction="holm"))
     assert report.exit_code == 0 and not report.failures
+    assert check(runs["drop10"], runs["baseline"], CheckOptions(correction="holm")).exit_code == 1  # paired: p 1e-6
 
 
-def test_small_or_noisy_drops_on_50_samples_pass(tmp_path):
+def flip(entry: str, length: int, worse: set[int], better: set[int]):
+    """A row mutation: samples `worse` of one cell answer wrong, samples `better` answer right."""
+    def mutate(row: dict) -> None:
+        if row["entry"] == entry and row["length"] == length:
+            if row["index"] in worse:
+                row["prediction"] = "I do not know"
+            elif row["index"] in better:
+                row["prediction"] = row["target"]
+    return mutate
+
+
+def test_paired_test_sees_drops_the_unpaired_test_misses(tmp_path):
+    base = write_results(tmp_path / "base", samples=50, accuracy=0.8)
+    paired = write_baseline(base, tmp_path / "b.json")
+    unpaired = without_outcomes(paired, tmp_path / "b1.json")
+    right = [r["index"] for r in read_rows(base / "results.jsonl")
+             if r["entry"] == "copy/short" and r["length"] == 4096 and r["scores"]["exact_match"] == 1.0]
+    wrong = [r["index"] for r in read_rows(base / "results.jsonl")
+             if r["entry"] == "copy/short" and r["length"] == 4096 and r["scores"]["exact_match"] == 0.0]
+    # 5 of 50 samples lost, none gained: 10 points. McNemar p = 1/32; the z-test's p ~ 0.12.
+    five = write_results(tmp_path / "five", samples=50, accuracy=0.8, mutate=flip("copy/short", 4096, set(right[:5]), set()))
+    r = check(five, paired)
+    assert [(c.base.name, c.test, c.p) for c in r.failures] == [("copy/short @ 1x (4096 tokens)", "mcnemar", 1 / 32)]
+    u = check(five, unpaired)
+    cell = next(c for c in u.cells if c.base.name == "copy/short @ 1x (4096 tokens)")
+    assert u.exit_code == 0 and cell.test == "z" and 0.1 < cell.p < 0.15
+    # The same 10-point net drop, but 8 samples lost and 3 gained: churn, not a clear drop (p = 0.11).
+    churn = write_results(tmp_path / "churn", samples=50, accuracy=0.8,
+                          mutate=flip("copy/short", 4096, set(right[:8]), set(wrong[:3])))
+    cell = next(c for c in check(churn, paired).cells if c.base.name == "copy/short @ 1x (4096 tokens)")
+    assert (cell.status, cell.drop) == ("ok", pytest.approx(10.0))
+    assert "8 worse, 3 better" in cell.reason and cell.p == pytest.approx(232 / 2048)  # P(X >= 8), X ~ Bin(11, 1/2): (165 + 55 + 11 + 1) / 2^11
+
+
+def test_different_sample_ids_fall_back_to_unpaired_and_say_so(tmp_path, capsys):
+    base = write_results(tmp_path / "base", samples=50, accuracy=0.8)
+    baseline = write_baseline(base, tmp_path / "b.json")
+
+    def rename(row: dict) -> None:
+        if row["entry"] == "parity/default":
+            row["id"] = row["id"] + "-other"
+
+    other = write_results(tmp_path / "other", samples=50, accuracy=0.8, mutate=rename)
+    report = check(other, baseline)
+    tests = {c.base.name: c.test for c in report.cells}
+    assert tests["parity/default @ 1x (4096 tokens)"] == "z" and tests["copy/short @ 1x (4096 tokens)"] == "mcnemar"
+    assert report.notes == ("unpaired: the sample ids differ (3 of 18 cells)",)
+    assert main(["check", str(other), "--baseline", str(baseline)]) == 0
+    assert "NOTE         unpaired: the sample ids differ (3 of 18 cells)" in capsys.readouterr().out
+
+
+def test_small_or_noisy_drops_on_50_samples_pass_unpaired(tmp_path):
     entries = ENTRIES + (MULTIVALUE,)
     base = write_results(tmp_path / "base", samples=50, entries=entries, accuracy=0.8)
-    baseline = write_baseline(base, tmp_path / "b.json")
+    baseline = without_outcomes(write_baseline(base, tmp_path / "b.json"), tmp_path / "b1.json")
     # 1 point on the non-binary multivalue needle (4 answers x 50 samples: 2 of 200 answers fewer,
     # taken from the 17 samples at depth 0: 54 -> 52 of 68 answers).
     one = write_results(tmp_path / "one", samples=50, entries=entries,
@@ -130,7 +190,7 @@ def test_missing_cell_and_fewer_samples_fail_with_their_reason(runs, tmp_path, c
     out = capsys.readouterr().out
     assert "MISSING      parity/default @ 2x (8192 tokens): in the baseline (n=200) but not in the results" in out
     fewer = write_results(tmp_path / "fewer", samples=100, accuracy=0.8)
-    report = check(fewer, runs["baseline"])
+    report = check(fewer, runs["baseline"])  # a subset of the baseline's samples: never paired
     assert report.exit_code == 1 and {c.status for c in report.failures} == {"fewer_samples"}
     assert len(report.failures) == 18 and "100 samples, fewer than the baseline's 200" in report.failures[0].reason
 
@@ -172,7 +232,10 @@ def test_every_output_format_is_well_formed(runs, tmp_path):
     report = check(runs["drop10"], runs["baseline"])
     github = format_report(report, "github").splitlines()
     assert github == [f"::error title=metabench regression%3A {KV_1X}::80.0%25 -> 70.0%25 (-10.0 points; "
-                      f"n 200 -> 200; one-sided z-test p=0.0105)"]
+                      f"n 200 -> 200; paired on 200 samples: 20 worse, 0 better; one-sided McNemar exact test p=9.54e-07)"]
+    unpaired = format_report(check(runs["drop10"], runs["unpaired"]), "github").splitlines()
+    assert unpaired[0] == ("::warning title=metabench check::unpaired: the baseline has no per-sample scores "
+                           "(18 of 18 cells)") and "one-sided z test p=0.0105" in unpaired[1]
     passing = format_report(check(runs["base"], runs["baseline"]), "github").splitlines()
     assert len(passing) == 1 and re.fullmatch(r"::notice title=[^:,]+::PASS: 18 cells hold.*", passing[0])
 
@@ -182,7 +245,7 @@ def test_every_output_format_is_well_formed(runs, tmp_path):
     assert md.count(header) == 2  # the failures, then all cells in <details>
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     assert all(line.count(" | ") == 5 for line in rows)
-    assert f"| **regression** | {KV_1X} | 80.0% (n=200) | 70.0% (n=200) | -10.0 | 0.0105 |" in md
+    assert f"| **regression** | {KV_1X} | 80.0% (n=200) | 70.0% (n=200) | -10.0 | 9.54e-07 |" in md
 
     out = tmp_path / "ci" / "junit.xml"
     assert main(["check", str(runs["drop10"]), "--baseline", str(runs["baseline"]), "--format", "junit",
@@ -194,32 +257,41 @@ def test_every_output_format_is_well_formed(runs, tmp_path):
     assert failed[0].find("failure").get("type") == "regression"
 
 
-def test_two_proportion_test_by_hand():
-    from metabench.regress import CellStats
+def test_two_proportion_and_welch_tests_by_hand():
+    import math
 
-    def cell(k: int, n: int) -> CellStats:
-        return CellStats("e", "1x", 4096, None, "exact_match", n, k / n, 0.0, True, k)
+    def side(k: int, n: int) -> stats.Side:
+        return stats.Side(n, k / n, 0.0, True)
 
-    p, test = drop_p_value(cell(160, 200), cell(140, 200))
-    assert test == "z" and p == pytest.approx(normal_sf(0.1 / (0.75 * 0.25 * 2 / 200) ** 0.5))
-    assert drop_p_value(cell(50, 50), cell(50, 50)) == (1.0, "z")  # identical 100%: no spread, no drop
-    assert drop_p_value(cell(140, 200), cell(160, 200))[0] > 0.9  # an improvement is not a drop
+    p, test = stats.unpaired_drop_p(side(160, 200), side(140, 200))
+    z = 0.1 / (0.75 * 0.25 * 2 / 200) ** 0.5
+    assert test == "z" and p == pytest.approx(0.5 * math.erfc(z / math.sqrt(2)))
+    assert stats.unpaired_drop_p(side(50, 50), side(50, 50)) == (1.0, "z")  # identical 100%: no spread, no drop
+    assert stats.unpaired_drop_p(side(140, 200), side(160, 200))[0] > 0.9  # an improvement is not a drop
+    # Welch with df = 1 on each... both sides n = 2, sd = 0.1: t = 0.2 / 0.1 = 2, df = 2; t(2) sf = (1 - t / sqrt(t^2 + 2)) / 2
+    p, test = stats.unpaired_drop_p(stats.Side(2, 0.5, 0.1, False), stats.Side(2, 0.3, 0.1, False))
+    assert test == "welch" and p == pytest.approx((1 - 2 / math.sqrt(6)) / 2)
+
+
+def test_paired_tests_by_hand():
+    import math
+
+    # McNemar exact: 7 lost and 2 gained of 9 discordant; P(X >= 7), X ~ Bin(9, 1/2) = (36 + 9 + 1) / 512.
+    base = [1.0] * 7 + [0.0] * 2 + [1.0] * 5 + [0.0] * 3
+    cur = [0.0] * 7 + [1.0] * 2 + [1.0] * 5 + [0.0] * 3
+    assert stats.paired_drop_p(base, cur) == (pytest.approx(46 / 512), "mcnemar")
+    assert stats.paired_drop_p(base, base) == (1.0, "mcnemar")
+    # Paired t on graded scores: differences 0.1 and 0.3, t = 0.2 / (0.1414 / sqrt 2) = 2 with df = 1 (Cauchy).
+    p, test = stats.paired_drop_p([0.5, 0.9], [0.4, 0.6])
+    assert test == "paired_t" and p == pytest.approx(0.5 - math.atan(2) / math.pi)
+    assert stats.paired_drop_p([0.5, 0.75], [0.25, 0.5]) == (0.0, "paired_t")  # every sample 0.25 lower: exact
+    with pytest.raises(ValueError):
+        stats.paired_drop_p([1.0], [])
 
 
 def test_holm_by_hand():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5]) == [0.5]
-
-
-def test_t_and_beta_match_scipy():
-    stats = pytest.importorskip("scipy.stats")
-    special = pytest.importorskip("scipy.special")
-    for t in (-3.0, -0.5, 0.0, 0.7, 1.96, 4.5):
-        for df in (1.0, 2.5, 9.0, 48.3, 400.0):
-            assert t_sf(t, df) == pytest.approx(stats.t.sf(t, df), rel=1e-9, abs=1e-12)
-    for a, b, x in ((0.5, 0.5, 0.3), (2.0, 7.0, 0.9), (30.0, 0.5, 0.99)):
-        assert betainc(a, b, x) == pytest.approx(special.betainc(a, b, x), rel=1e-10)
-    assert normal_sf(1.6448536269514722) == pytest.approx(0.05)
 
 
 def test_example_workflow_runs_the_smoke_suite_and_the_check():
@@ -235,3 +307,68 @@ def test_example_workflow_runs_the_smoke_suite_and_the_check():
     from metabench.cli import build_parser
 
     build_parser().parse_args(["check", "results/ckpt", "--baseline", "b.json", "--format", "junit", "--output", "x.xml"])
+
+
+# --- lm-eval's results_*.json -------------------------------------------------------------
+
+def lm_eval_results(folder: Path, recall: object = 0.5, recall_se: object = 0.05, ruler: object = 80.0) -> Path:
+    """A results_*.json as lm-eval 0.4 writes it: a metabench task, a RULER-style task in percents with
+    N/A standard errors and -1 for a length it did not run, a group and a lower-is-better metric."""
+    data = {
+        "results": {
+            "metabench_recall": {"alias": "metabench_recall", "exact_match,none": recall,
+                                 "exact_match_stderr,none": recall_se, "exact_match@512,none": 0.6,
+                                 "exact_match@512_stderr,none": 0.07},
+            "niah_single_1": {"alias": "niah_single_1", "4096,none": ruler, "4096_stderr,none": "N/A",
+                              "8192,none": -1, "8192_stderr,none": "N/A"},
+            "wikitext": {"alias": "wikitext", "word_perplexity,none": 40.0, "word_perplexity_stderr,none": "N/A"},
+            "metabench_all": {"alias": "metabench_all", "exact_match,none": 0.5, "exact_match_stderr,none": 0.05},
+        },
+        "groups": {"metabench_all": {"exact_match,none": 0.5}},
+        "group_subtasks": {"metabench_all": ["metabench_recall"]},
+        "higher_is_better": {"metabench_recall": {"exact_match": True, "exact_match@512": True},
+                             "niah_single_1": {"4096": True, "8192": True}, "wikitext": {"word_perplexity": False}},
+        "n-samples": {"metabench_recall": {"original": 100, "effective": 100},
+                      "niah_single_1": {"original": 50, "effective": 50},
+                      "wikitext": {"original": 62, "effective": 62}},
+        "versions": {"metabench_recall": 1.0, "niah_single_1": 1.0, "wikitext": 2.0, "metabench_all": 1.0},
+        "config": {"model": "hf", "random_seed": 0},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "results_2026-01-01T00-00-00.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_lm_eval_results_as_baseline_and_check(tmp_path, capsys):
+    base = lm_eval_results(tmp_path / "base")
+    assert main(["baseline", str(base.parent), "--out", str(tmp_path / "b.json")]) == 0
+    assert "left out niah_single_1 8192,none: no value (N/A or -1)" in capsys.readouterr().out
+    cells = {c.name: c for c in load_baseline(tmp_path / "b.json")["cells"]}
+    assert sorted(cells) == ["metabench_recall exact_match,none", "metabench_recall exact_match@512,none",
+                             "niah_single_1 4096,none"]  # no group, no perplexity, no -1
+    assert (cells["niah_single_1 4096,none"].mean, cells["niah_single_1 4096,none"].stderr) == (0.8, None)  # percents
+
+    same = check(base, tmp_path / "b.json")
+    assert same.exit_code == 0 and same.notes == (
+        "no standard error (N/A): judged by the tolerance alone (1 of 3 cells)",)
+    # 0.5 -> 0.3 with standard errors 0.05: z = 0.2 / sqrt(0.005) = 2.83, p = 0.0023.
+    worse = check(lm_eval_results(tmp_path / "worse", recall=0.3), tmp_path / "b.json")
+    assert [(c.base.name, c.test) for c in worse.failures] == [("metabench_recall exact_match,none", "z_stderr")]
+    assert worse.failures[0].p == pytest.approx(0.00234, abs=1e-4)
+    # No standard error: a drop beyond the tolerance fails on the tolerance alone; within it, passes.
+    assert [c.base.name for c in check(lm_eval_results(tmp_path / "r", ruler=75.0), tmp_path / "b.json").failures] == [
+        "niah_single_1 4096,none"]
+    assert check(lm_eval_results(tmp_path / "r2", ruler=79.0), tmp_path / "b.json").exit_code == 0
+
+
+@pytest.mark.parametrize("placeholder", ["N/A", -1, None])
+def test_lm_eval_placeholders_are_missing_never_zero(tmp_path, capsys, placeholder):
+    write_baseline(lm_eval_results(tmp_path / "base"), tmp_path / "b.json")
+    cand = lm_eval_results(tmp_path / "cand", recall=placeholder)
+    assert main(["check", str(cand), "--baseline", str(tmp_path / "b.json")]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING      metabench_recall exact_match,none: in the baseline (n=100) but no value (N/A or -1)" in out
+    # A metabench results folder against an lm-eval baseline is a different suite: unusable.
+    folder = write_results(tmp_path / "folder", samples=5, accuracy=0.8)
+    assert check(folder, tmp_path / "b.json").exit_code == 2

@@ -30,6 +30,7 @@ from typing import Any
 from metabench import __version__
 from metabench.errors import MetabenchError
 from metabench.lm_eval.dataset import from_doc
+from metabench.lm_eval.scores import find_results
 from metabench.lm_eval.settings import LM_EVAL_KEYS
 from metabench.results import SUMMARY_FORMAT, summarize_rows, write_json
 from metabench.runner import EXCERPT
@@ -47,22 +48,6 @@ class Imported:
     rows: int
     tasks: tuple[str, ...]
     skipped: tuple[str, ...]  # tasks of the run that are not metabench's
-
-
-def find_results(source: str | Path) -> Path:
-    """The one results_*.json under `source` (a file, a model folder or lm-eval's --output_path)."""
-    source = Path(source)
-    if source.is_file():
-        return source
-    if not source.is_dir():
-        raise MetabenchError(f"{source} does not exist: give lm-eval's --output_path folder or a results_*.json in it")
-    found = sorted(source.rglob("results_*.json"))
-    if not found:
-        raise MetabenchError(f"no results_*.json under {source}: is it lm-eval's --output_path of a finished run?")
-    if len(found) > 1:
-        listing = "\n  ".join(str(p) for p in found)
-        raise MetabenchError(f"{source} holds {len(found)} lm-eval runs; give one of these files instead:\n  {listing}")
-    return found[0]
 
 
 def _records(results: Path, task: str) -> list[dict[str, Any]]:
