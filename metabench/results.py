@@ -15,6 +15,12 @@ A row (results.jsonl):
      "prediction", "scores": {metric: value in [0, 1]}, "primary": metric,
      "chance", "output_tokens", "latency_s", "prompt_head", "prompt_tail"}
 
+Every writer (the runner, the lm-eval import, any backend-specific path)
+builds its rows with `result_row`, so the fields, their order and the
+prompt excerpts (`PROMPT_EXCERPT` characters of each end) are defined here
+only. `output_tokens` and `latency_s` are null where the writer cannot know
+them (lm-eval logs neither).
+
 summary.json:
 
     {"format": "metabench.summary/1",
@@ -34,16 +40,35 @@ approximation of the mean (clipped to [0, 1]).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from metabench.errors import MetabenchError
 
 SUMMARY_FORMAT = "metabench.summary/1"
 Z95 = 1.959963984540054
+PROMPT_EXCERPT = 400  # characters of prompt head and tail kept per row, for the report's sample browser
+
+
+def result_row(sample: Mapping[str, Any], prediction: str, scores: Mapping[str, float],
+               output_tokens: int | None, latency_s: float | None) -> dict[str, Any]:
+    """One results.jsonl row from a sample (a Sample's fields as a mapping), its prediction and scores."""
+    prompt: str = sample["prompt"]
+    return {
+        "id": sample["id"], "entry": sample["entry"], "task": sample["task"], "variant": sample["variant"],
+        "index": sample["index"], "length": sample["length"], "length_label": sample["length_label"],
+        "depth": sample.get("depth"),
+        "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(), "prompt_tokens": sample["prompt_tokens"],
+        "target": sample["target"], "answers": sample["answers"], "prediction": prediction,
+        "scores": dict(scores), "primary": sample["metrics"][0], "chance": sample.get("chance", 0.0),
+        "output_tokens": output_tokens, "latency_s": None if latency_s is None else round(latency_s, 4),
+        "prompt_head": prompt[:PROMPT_EXCERPT],
+        "prompt_tail": prompt[-PROMPT_EXCERPT:] if len(prompt) > PROMPT_EXCERPT else "",
+    }
 
 
 def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:

@@ -39,13 +39,11 @@ from metabench.backends import Backend, BackendOptions, Request, make_backend, m
 from metabench.errors import MetabenchError
 from metabench.generate import Options, make_sample
 from metabench.lengths import Length, parse_lengths
-from metabench.results import SUMMARY_FORMAT, read_rows, summarize_rows, write_json
+from metabench.results import SUMMARY_FORMAT, read_rows, result_row, summarize_rows, write_json
 from metabench.schema import Sample, dumps
 from metabench.scoring import score
 from metabench.suite import Suite
 from metabench.tokenizer import Tokenizer, load_tokenizer
-
-EXCERPT = 400  # characters of prompt head and tail kept per row for the report's sample browser
 
 
 @dataclass(frozen=True)
@@ -160,20 +158,6 @@ def _drop_torn_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-def _row(s: Sample, prediction: str, n_out: int, latency: float) -> dict[str, Any]:
-    import hashlib
-
-    return {
-        "id": s.id, "entry": s.entry, "task": s.task, "variant": s.variant, "index": s.index,
-        "length": s.length, "length_label": s.length_label, "depth": s.depth,
-        "prompt_sha256": hashlib.sha256(s.prompt.encode()).hexdigest(), "prompt_tokens": s.prompt_tokens,
-        "target": s.target, "answers": s.answers, "prediction": prediction,
-        "scores": score(dataclasses.asdict(s), prediction), "primary": s.metrics[0], "chance": s.chance,
-        "output_tokens": n_out, "latency_s": round(latency, 4),
-        "prompt_head": s.prompt[:EXCERPT], "prompt_tail": s.prompt[-EXCERPT:] if len(s.prompt) > EXCERPT else "",
-    }
-
-
 def _finished_summary(cfg: RunConfig, lengths: list[Length], done: set[str]) -> dict[str, Any] | None:
     """The summary of a run that has every row already, or None when there is work left.
 
@@ -274,7 +258,9 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
             by_index = dict(zip(order, outs))
             for j, s in enumerate(samples):
                 c = by_index[j]
-                f.write(dumps(_row(s, c.text, len(c.token_ids), dt / len(samples))) + "\n")
+                fields = dataclasses.asdict(s)
+                row = result_row(fields, c.text, score(fields, c.text), len(c.token_ids), dt / len(samples))
+                f.write(dumps(row) + "\n")
             f.flush()
             if bar:
                 bar.update(len(samples))

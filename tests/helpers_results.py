@@ -1,10 +1,10 @@
 """Realistic results folders for report and check tests, without a model.
 
 A simulated model answers each sample correctly with a chosen probability
-per (entry, length, depth). Rows are built as the runner writes them and
-scored with metabench.scoring, and summary.json comes from
-metabench.results.summarize_rows, so these folders exercise the same code
-paths as real runs.
+per (entry, length, depth). Rows are built by metabench.results.result_row
+(as the runner builds them) and scored with metabench.scoring, and
+summary.json comes from metabench.results.summarize_rows, so these folders
+exercise the same code paths as real runs.
 
 `exact=True` (the default) makes the accuracy exact rather than sampled:
 in every (entry, length, depth) group, round(p * n) samples, chosen by a
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from metabench.results import SUMMARY_FORMAT, summarize_rows, write_json
+from metabench.results import SUMMARY_FORMAT, result_row, summarize_rows, write_json
 from metabench.schema import dumps
 from metabench.scoring import score
 
@@ -112,15 +112,12 @@ def simulate_rows(
                 if entry.task == "copy" and not found:
                     prediction = " ".join(answers[:1] + [_word(rng)])
                 prompt = f"[{entry.name} sample {i} of about {length} tokens] " + " ".join(_word(rng) for _ in range(60))
-                row: dict[str, Any] = {
-                    "id": f"{entry.name}/{label}/{i}", "entry": entry.name, "task": entry.task,
-                    "variant": entry.variant, "index": i, "length": length, "length_label": label,
-                    "depth": depths[i], "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(),
-                    "prompt_tokens": length - 32, "target": ", ".join(answers), "answers": answers,
-                    "prediction": prediction, "primary": entry.metrics[0], "chance": entry.chance,
-                    "output_tokens": 8, "latency_s": 0.01 * (1 + length / 4096),
-                    "prompt_head": prompt[:200], "prompt_tail": prompt[-200:],
-                }
+                sample = {"id": f"{entry.name}/{label}/{i}", "entry": entry.name, "task": entry.task,
+                          "variant": entry.variant, "index": i, "length": length, "length_label": label,
+                          "depth": depths[i], "prompt": prompt, "prompt_tokens": length - 32,
+                          "target": ", ".join(answers), "answers": answers, "metrics": list(entry.metrics),
+                          "chance": entry.chance}
+                row = result_row(sample, prediction, {}, output_tokens=8, latency_s=0.01 * (1 + length / 4096))
                 if mutate:
                     mutate(row)
                 row["scores"] = score({**row, "metrics": list(entry.metrics)}, row["prediction"])

@@ -4,8 +4,8 @@ lm-eval writes, under its --output_path, one folder per model holding
 `results_<time>.json` (configs, model args, versions) and, with
 --log_samples, `samples_<task>_<time>.jsonl` (each doc, the model's
 response, the per-doc metrics). Our docs are metabench samples (dataset.py),
-so each logged record becomes a results.jsonl row field for field as
-`metabench run` writes it (runner._row), and summary.json comes from
+so each logged record becomes a results.jsonl row through the same
+results.result_row that `metabench run` uses, and summary.json comes from
 summarize_rows: the run shows on leaderboards and in `metabench check` like
 any other, with `lm-eval:` in its model spec.
 
@@ -18,7 +18,6 @@ not metabench's are left out and reported.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shlex
@@ -32,8 +31,7 @@ from metabench.errors import MetabenchError
 from metabench.lm_eval.dataset import from_doc
 from metabench.lm_eval.scores import find_results
 from metabench.lm_eval.settings import LM_EVAL_KEYS
-from metabench.results import SUMMARY_FORMAT, summarize_rows, write_json
-from metabench.runner import EXCERPT
+from metabench.results import SUMMARY_FORMAT, result_row, summarize_rows, write_json
 from metabench.schema import dumps
 from metabench.scoring import score
 
@@ -84,16 +82,7 @@ def to_row(record: dict[str, Any], where: str) -> dict[str, Any]:
                 f"{where}: sample {doc['id']}: lm-eval logged {metric}={logged} but metabench scores {value}; "
                 "the run used another version of metabench's tasks"
             )
-    prompt = doc["prompt"]
-    return {
-        "id": doc["id"], "entry": doc["entry"], "task": doc["task"], "variant": doc["variant"], "index": doc["index"],
-        "length": doc["length"], "length_label": doc["length_label"], "depth": doc.get("depth"),
-        "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(), "prompt_tokens": doc["prompt_tokens"],
-        "target": doc["target"], "answers": doc["answers"], "prediction": prediction,
-        "scores": scores, "primary": doc["metrics"][0], "chance": doc.get("chance", 0.0),
-        "output_tokens": None, "latency_s": None,
-        "prompt_head": prompt[:EXCERPT], "prompt_tail": prompt[-EXCERPT:] if len(prompt) > EXCERPT else "",
-    }
+    return result_row(doc, prediction, scores, output_tokens=None, latency_s=None)
 
 
 def _context(docs: list[dict[str, Any]], metadata: dict[str, Any]) -> int | None:

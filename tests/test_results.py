@@ -1,0 +1,54 @@
+"""results.py: the row every writer builds, as documented, and the summary's cells."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import metabench.results as results
+from metabench.generate import Options, make_sample
+from metabench.lengths import parse_length
+from metabench.results import PROMPT_EXCERPT, result_row, summarize_rows
+from metabench.scoring import score
+from metabench.suite import parse_suite
+
+
+def _documented_row_keys() -> set[str]:
+    block = results.__doc__.split("A row (results.jsonl):")[1].split("summary.json:")[0]
+    return set(re.findall(r'"(\w+)"', block))
+
+
+def _sample(bytelevel, task: str, length: int):
+    suite = parse_suite({"lengths": [length], "tasks": [task]})
+    return make_sample(suite.entries[0], parse_length(str(length), None), 2, suite.seed, bytelevel, Options())
+
+
+def test_a_row_holds_the_documented_fields(bytelevel):
+    s = _sample(bytelevel, "needle", 600)
+    fields = dataclasses.asdict(s)
+    row = result_row(fields, s.target, score(fields, s.target), output_tokens=5, latency_s=0.123456)
+    assert set(row) == _documented_row_keys()
+    assert row["scores"] == {m: 1.0 for m in s.metrics} and row["primary"] == s.metrics[0]
+    assert row["depth"] == s.depth is not None and row["latency_s"] == 0.1235
+    assert len(s.prompt) > 2 * PROMPT_EXCERPT
+    assert row["prompt_head"] == s.prompt[:PROMPT_EXCERPT] and row["prompt_tail"] == s.prompt[-PROMPT_EXCERPT:]
+
+
+def test_a_short_prompt_is_not_kept_twice_and_unknowns_stay_null(bytelevel):
+    s = _sample(bytelevel, "parity", 120)
+    fields = dataclasses.asdict(s)
+    assert len(s.prompt) <= PROMPT_EXCERPT
+    row = result_row(fields, "no", score(fields, "no"), output_tokens=None, latency_s=None)
+    assert row["prompt_head"] == s.prompt and row["prompt_tail"] == ""
+    assert row["output_tokens"] is None and row["latency_s"] is None
+
+
+def test_cells_per_length_and_depth(bytelevel):
+    rows = []
+    for i, (depth, right) in enumerate([(0.0, 1.0), (1.0, 0.0), (1.0, 1.0)]):
+        rows.append({"entry": "needle/single", "task": "needle", "variant": "single", "length": 600,
+                     "length_label": "600", "depth": depth, "primary": "exact_match", "chance": 0.0,
+                     "scores": {"exact_match": right}})
+    cells = summarize_rows(rows)
+    assert [(c["depth"], c["n"]) for c in cells] == [(None, 3), (0.0, 1), (1.0, 2)]
+    assert abs(cells[0]["metrics"]["exact_match"]["mean"] - 2 / 3) < 1e-12
