@@ -29,61 +29,13 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
-    """'--param keys=8' applies to every task that has `keys`; '--param needle.keys=8' to one family."""
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        if "=" not in item:
-            raise MetabenchError(f"--param {item!r}: write KEY=VALUE or TASK.KEY=VALUE")
-        key, value = item.split("=", 1)
-        family, _, name = key.rpartition(".")
-        out.setdefault(family, {})[name.strip()] = value.strip()
-    return out
-
-
-def _fields(spec) -> set[str]:
-    """A spec's parameter names (its params() may leave one out at its default)."""
-    import dataclasses
-
-    return {f.name for f in dataclasses.fields(spec)}
-
-
 def _build_suite(args: argparse.Namespace):
-    from metabench.suite import Entry, load_suite
-    from metabench.tasks import FAMILIES, parse_task, resolve
+    from metabench.suite import customize, load_suite
 
-    suite = load_suite(args.suite)
-    entries = suite.entries
-    if args.tasks:
-        chosen = []
-        for text in args.tasks.split(","):
-            family, variant = parse_task(text)
-            spec = resolve(family, variant)
-            variant = variant or next(iter(FAMILIES[family]))
-            samples = next((e.samples for e in suite.entries if e.task == family), entries[0].samples)
-            chosen.append(Entry(f"{family}/{variant}", family, variant, spec, samples))
-        entries = tuple(chosen)
-    params = _parse_params(args.param or [])
-    if params:
-        families = {e.task for e in entries}
-        for fam in params:
-            if fam and fam not in families:
-                raise MetabenchError(f"--param {fam}.…: task {fam} is not in this run (tasks: {', '.join(sorted(families))})")
-        updated = []
-        generic = params.get("", {})
-        for key in generic:
-            if not any(key in _fields(e.spec) for e in entries):
-                raise MetabenchError(f"--param {key}: no task in this run has that parameter (see `metabench tasks`)")
-        for e in entries:
-            p = {k: v for k, v in generic.items() if k in _fields(e.spec)}
-            p.update(params.get(e.task, {}))
-            if p:
-                merged = {**e.spec.params(), **p}
-                e = Entry(e.name, e.task, e.variant, resolve(e.task, e.variant, merged), e.samples)
-            updated.append(e)
-        entries = tuple(updated)
+    tasks = args.tasks.split(",") if args.tasks else None
     lengths = tuple(x.strip() for x in args.lengths.split(",") if x.strip()) if args.lengths else None
-    return suite.with_overrides(seed=args.seed, lengths=lengths, samples=args.samples, entries=entries)
+    return customize(load_suite(args.suite), tasks=tasks, params=args.param or (), seed=args.seed, lengths=lengths,
+                     samples=args.samples)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -13,6 +13,12 @@
 
 Bundled suites live in metabench/suites/; `load_suite` takes a bundled name
 or a path. Every error names the file and the key to fix.
+
+`customize` applies a command line's overrides to a loaded suite: `tasks`
+replaces its entries (each takes the samples of the suite's entry of the same
+family, or of its first entry), `params` ("KEY=VALUE" for every task that has KEY, "TASK.KEY=VALUE"
+for one family) are merged over each entry's spec, then seed, lengths and
+samples replace the suite's.
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
 from metabench.errors import MetabenchError
-from metabench.tasks import FAMILIES, TaskSpec, resolve
+from metabench.tasks import FAMILIES, TaskSpec, parse_task, resolve
 
 SUITES_DIR = Path(__file__).parent / "suites"
 _TOP_KEYS = {"name", "description", "seed", "lengths", "samples", "tasks"}
@@ -152,3 +158,69 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
         description=str(data.get("description") or ""),
         source=source,
     )
+
+
+def parse_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """'keys=8' applies to every task that has `keys` (family ""); 'needle.keys=8' to one family."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise MetabenchError(f"--param {item!r}: write KEY=VALUE or TASK.KEY=VALUE")
+        key, value = item.split("=", 1)
+        family, _, name = key.rpartition(".")
+        out.setdefault(family, {})[name.strip()] = value.strip()
+    return out
+
+
+def select_tasks(suite: Suite, tasks: Sequence[str]) -> tuple[Entry, ...]:
+    """Entries for 'family[:variant]' names; samples: the suite's entry of that family's, else its first entry's."""
+    chosen = []
+    for text in tasks:
+        family, variant = parse_task(text)
+        spec = resolve(family, variant)
+        variant = variant or next(iter(FAMILIES[family]))
+        samples = next((e.samples for e in suite.entries if e.task == family), suite.entries[0].samples)
+        chosen.append(Entry(f"{family}/{variant}", family, variant, spec, samples))
+    return tuple(chosen)
+
+
+def _fields(spec: TaskSpec) -> set[str]:
+    """A spec's parameter names (its params() may leave one out at its default)."""
+    return {f.name for f in dataclasses.fields(spec)}
+
+
+def apply_params(entries: tuple[Entry, ...], params: dict[str, dict[str, str]]) -> tuple[Entry, ...]:
+    """Entries with parse_params' overrides merged over their specs; a key no entry has is an error."""
+    families = {e.task for e in entries}
+    for fam in params:
+        if fam and fam not in families:
+            raise MetabenchError(f"--param {fam}.…: task {fam} is not in this run (tasks: {', '.join(sorted(families))})")
+    generic = params.get("", {})
+    for key in generic:
+        if not any(key in _fields(e.spec) for e in entries):
+            raise MetabenchError(f"--param {key}: no task in this run has that parameter (see `metabench tasks`)")
+    updated = []
+    for e in entries:
+        p = {k: v for k, v in generic.items() if k in _fields(e.spec)}
+        p.update(params.get(e.task, {}))
+        if p:
+            merged = {**e.spec.params(), **p}
+            e = Entry(e.name, e.task, e.variant, resolve(e.task, e.variant, merged), e.samples)
+        updated.append(e)
+    return tuple(updated)
+
+
+def customize(
+    suite: Suite,
+    tasks: Sequence[str] | None = None,
+    params: Sequence[str] = (),
+    seed: int | None = None,
+    lengths: tuple[str, ...] | None = None,
+    samples: int | None = None,
+) -> Suite:
+    """`suite` with a command line's overrides (see the module docstring); None or empty keeps the suite's."""
+    entries = select_tasks(suite, tasks) if tasks else suite.entries
+    parsed = parse_params(params)
+    if parsed:
+        entries = apply_params(entries, parsed)
+    return suite.with_overrides(seed=seed, lengths=lengths, samples=samples, entries=entries)
