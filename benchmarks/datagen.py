@@ -30,7 +30,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from metabench.cli import default_tokenizer
+from metabench.reference_tokenizer import BUNDLED
 from metabench.generate import Options, generate_to_file, iter_samples
 from metabench.suite import parse_suite
 from metabench.tokenizer import load_tokenizer
@@ -128,7 +128,7 @@ def peak_memory(tokenizer_dir: str, n: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tokenizer", default=default_tokenizer())
+    p.add_argument("--tokenizer", default=BUNDLED)
     p.add_argument("--samples", type=int, default=500, help="samples per length (lm-eval's RULER uses 500)")
     p.add_argument("--lengths", default="4096,16384,32768")
     p.add_argument("--only", choices=["cold"], help="run one measurement only")

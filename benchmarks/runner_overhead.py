@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from metabench.backends import BackendOptions, Request, make_backend
-from metabench.cli import default_tokenizer
+from metabench.reference_tokenizer import BUNDLED
 from metabench.generate import Options, make_sample
 from metabench.lengths import parse_lengths
 from metabench.runner import RunConfig, run
@@ -34,13 +34,13 @@ def small_llama(folder: Path, context: int) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = load_tokenizer(default_tokenizer())
+    tok = load_tokenizer(BUNDLED)
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=tok.backend.get_vocab_size(), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
                       num_attention_heads=4, num_key_value_heads=4, head_dim=64, max_position_embeddings=context,
                       eos_token_id=0, pad_token_id=0, bos_token_id=None)
     LlamaForCausalLM(cfg).save_pretrained(folder)
-    for f in Path(default_tokenizer()).iterdir():
+    for f in Path(BUNDLED).iterdir():
         shutil.copy(f, folder / f.name)
     return folder
 

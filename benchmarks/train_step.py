@@ -49,14 +49,15 @@ def sliced_loss(model, batch, denom, scale):
 
 
 def seconds_per_step(loss_fn, threads: int) -> float:
+    from metabench.reference_tokenizer import BUNDLED
     from metabench.tokenizer import load_tokenizer
     from metabench.train.data import Stream
-    from metabench.train.loop import StepData, batch_loss, build_optimizer, default_tokenizer_dir, new_model
+    from metabench.train.loop import StepData, batch_loss, build_optimizer, new_model
     from metabench.train.presets import PRESETS
 
     torch.set_num_threads(threads)
     cfg = PRESETS["tiny"]
-    tok = load_tokenizer(str(default_tokenizer_dir()))
+    tok = load_tokenizer(str(BUNDLED))
     stream = Stream.for_config(tok, cfg)
     data = StepData(stream, cfg, 0, 1)
     batches = [data[s][1][0] for s in steps()]  # the phase's rows, built before timing: only the step is measured

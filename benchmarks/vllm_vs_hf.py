@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from metabench.backends import BackendOptions, make_backend
-from metabench.cli import default_tokenizer
+from metabench.reference_tokenizer import BUNDLED
 from metabench.generate import Options
 from metabench.runner import RunConfig, run
 from metabench.suite import load_suite
@@ -49,14 +49,14 @@ def small_meta(folder: Path, context: int) -> Path:
     from metabench.model.modeling_meta import MetaForCausalLM
     from metabench.tokenizer import load_tokenizer
 
-    tok = load_tokenizer(default_tokenizer())
+    tok = load_tokenizer(BUNDLED)
     vocab = tok.backend.get_vocab_size()
     torch.manual_seed(0)
     gpt = GPTConfig(vocab_size=vocab, block_size=context, n_layer=4, n_head=4, n_embd=256,
                     meta_token_id=tok.backend.token_to_id("<|meta|>"))
     model = MetaForCausalLM(MetaConfig.from_gpt_config(gpt, eos_token_id=tok.backend.token_to_id("<|endoftext|>")))
     model.save_pretrained(folder)
-    for f in Path(default_tokenizer()).iterdir():
+    for f in Path(BUNDLED).iterdir():
         shutil.copy(f, folder / f.name)
     return folder
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from metabench.errors import MetabenchError
+from metabench.reference_tokenizer import META_TOKEN
 
 PAPER_ENTROPY_DROP = 1.40  # nats: the paper's mean attention-entropy drop at meta-token rows
 
@@ -48,7 +49,7 @@ class AnalysisConfig:
     lengths: tuple[str, ...] = ("1x",)
     samples: int = 10  # per task and length, for every analysis
     window: int = 8  # preceding tokens for the cosine similarity
-    marker: str = "<|meta|>"
+    marker: str = META_TOKEN
     ablation: bool = True  # also run the zeroed-positional-encoding evaluation (slower)
 
 

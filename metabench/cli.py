@@ -247,13 +247,9 @@ def _cmd_import_lm_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_tokenizer() -> str:
-    """The reference model's tokenizer, bundled with the package."""
-    return str(Path(__file__).parent / "assets" / "tokenizer")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from metabench import __version__
+    from metabench.reference_tokenizer import BUNDLED, META_TOKEN
 
     p = argparse.ArgumentParser(prog="metabench", description="Long-context evaluation harness.")
     p.add_argument("--version", action="version", version=f"metabench {__version__}")
@@ -264,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate a suite's samples at exact token lengths (JSONL)")
     _suite_flags(g)
-    g.add_argument("--tokenizer", default=default_tokenizer(), help="local tokenizer or model folder (default: the bundled reference tokenizer)")
+    g.add_argument("--tokenizer", default=str(BUNDLED), help="local tokenizer or model folder (default: the bundled reference tokenizer)")
     g.add_argument("--context", type=int, help="the model's context in tokens; lengths like 2x resolve against it")
     g.add_argument("--verify-lengths", action="store_true", help="tokenize every prompt in full (slower; the default count is already exact for tokenizers that pass the additivity check)")
     g.add_argument("--out", required=True, help="output JSONL file")
@@ -307,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--lengths", default="1x", help="lengths, relative to the checkpoint's window (default: 1x)")
     a.add_argument("--samples", type=int, default=10, help="samples per task and length")
     a.add_argument("--window", type=int, default=8, help="preceding tokens for the residual cosine similarity")
-    a.add_argument("--marker", default="<|meta|>", help="the checkpoint's meta-token string")
+    a.add_argument("--marker", default=META_TOKEN, help="the checkpoint's meta-token string")
     a.add_argument("--no-ablation", action="store_true", help="skip the zeroed-positional-encoding evaluation")
     a.set_defaults(func=_cmd_analyze)
 

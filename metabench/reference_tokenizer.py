@@ -18,7 +18,9 @@ import random
 import sys
 from pathlib import Path
 
-META_TOKEN = "<|meta|>"  # the paper's _PAUSE_ token
+BUNDLED = Path(__file__).parent / "assets" / "tokenizer"  # the default --tokenizer and every preset's
+META_TOKEN = "<|meta|>"  # the paper's _PAUSE_ token; the default --marker wherever one is needed
+META_TOKEN_ID = 1  # its id in the bundled tokenizer (EOS_TOKEN is 0)
 EOS_TOKEN = "<|endoftext|>"
 VOCAB_SIZE = 4096
 # The task variants whose text the bundled tokenizer was trained on. Variants and families
@@ -58,4 +60,4 @@ def build(out_dir: str | Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(build(sys.argv[1] if len(sys.argv) > 1 else "metabench/assets/tokenizer"))
+    print(build(sys.argv[1] if len(sys.argv) > 1 else BUNDLED))

@@ -55,9 +55,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from metabench.errors import LengthError, MetabenchError
+from metabench.reference_tokenizer import BUNDLED, META_TOKEN
 
 STANDARD_LENGTHS = ("0.25x", "0.5x", "0.75x", "1x", "1.5x", "2x")
-MARKER = "<|meta|>"
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,7 @@ def eval_suite(cfg: Any, tokenizer_dir: Path, samples: int):
         length = parse_length(label, window)
         try:
             for e in suite.entries:
-                make_sample(e, length, 0, suite.seed, tok, Options(context=window, marker=MARKER))
+                make_sample(e, length, 0, suite.seed, tok, Options(context=window, marker=META_TOKEN))
             keep.append(label)
         except LengthError as exc:
             dropped.append(f"{label} ({exc})")
@@ -247,9 +247,7 @@ def eval_suite(cfg: Any, tokenizer_dir: Path, samples: int):
 
 
 def _copy_tokenizer(dest: Path) -> None:
-    from metabench.cli import default_tokenizer
-
-    shutil.copytree(default_tokenizer(), dest, dirs_exist_ok=True)
+    shutil.copytree(BUNDLED, dest, dirs_exist_ok=True)
 
 
 def _train(cfg: Any, out: Path, device: str, tok_dir: Path) -> None:
@@ -269,7 +267,7 @@ def _evaluate(model: Path, suite: Any, out: Path, window: int, name: str, preset
     from metabench.runner import RunConfig, run
 
     run(RunConfig(model=f"hf:{model}", suite=suite, out=out, context=window, name=name,
-                  options=Options(marker=MARKER), allow_beyond_context=True, progress=False,
+                  options=Options(marker=META_TOKEN), allow_beyond_context=True, progress=False,
                   command=f"metabench reproduce --preset {preset}"))
 
 
@@ -277,7 +275,7 @@ def _analyze(checkpoint: Path, out: Path, samples: int, ablation: bool) -> None:
     from metabench.analysis import AnalysisConfig, analyze
 
     analyze(AnalysisConfig(checkpoint=str(checkpoint), out=out, suite="paper", lengths=("1x",), samples=samples,
-                           marker=MARKER, ablation=ablation))
+                           marker=META_TOKEN, ablation=ablation))
 
 
 def _leaderboard(out: Path, preset: str) -> None:

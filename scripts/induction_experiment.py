@@ -29,8 +29,9 @@ from dataclasses import replace
 import torch
 
 from metabench.analysis import induction_loss
+from metabench.reference_tokenizer import BUNDLED
 from metabench.train.data import SPAN_WORDS, Stream, with_meta_tokens
-from metabench.train.loop import batch_loss, build_optimizer, default_tokenizer_dir, new_model
+from metabench.train.loop import batch_loss, build_optimizer, new_model
 from metabench.train.presets import PRESETS
 from metabench.tokenizer import load_tokenizer
 from metabench.words import KEY_WORDS
@@ -55,7 +56,7 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     cfg = replace(PRESETS["tiny"], lr=a.lr)
-    tok = load_tokenizer(str(default_tokenizer_dir()))
+    tok = load_tokenizer(str(BUNDLED))
     stream = Stream(tok, cfg.model.block_size, seed=0)  # for its padding (batch); rows come from `rng`
     model = new_model(cfg, eos_id=stream.eos_id).train()
     opt = build_optimizer(model, cfg, fused=False)

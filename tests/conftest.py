@@ -114,12 +114,12 @@ def build_tiny_meta(out_dir: Path, seed: int = 0, **overrides) -> Path:
 
     import torch
 
-    from metabench.cli import default_tokenizer
     from metabench.model.configuration_meta import MetaConfig
     from metabench.model.model import GPTConfig
     from metabench.model.modeling_meta import MetaForCausalLM
+    from metabench.reference_tokenizer import BUNDLED
 
-    tok = load_tokenizer(default_tokenizer())
+    tok = load_tokenizer(BUNDLED)
     config = GPTConfig(vocab_size=tok.backend.get_vocab_size(), block_size=256, n_layer=2, n_head=2, n_embd=64,
                        meta_token_id=tok.backend.token_to_id("<|meta|>"), **overrides)
     torch.manual_seed(seed)
@@ -129,7 +129,7 @@ def build_tiny_meta(out_dir: Path, seed: int = 0, **overrides) -> Path:
         for param in model.parameters():
             param.copy_(0.3 * torch.randn(param.shape, generator=gen))
     model.save_pretrained(out_dir)
-    for f in Path(default_tokenizer()).iterdir():
+    for f in Path(BUNDLED).iterdir():
         shutil.copy(f, out_dir / f.name)
     return out_dir
 

@@ -104,11 +104,11 @@ def test_induction_loss_tells_a_copying_model_from_one_that_cannot():
 
     import torch.nn.functional as F
 
+    from metabench.reference_tokenizer import BUNDLED
     from metabench.tokenizer import load_tokenizer
-    from metabench.train.loop import default_tokenizer_dir
     from metabench.words import KEY_WORDS
 
-    tok = load_tokenizer(default_tokenizer_dir())
+    tok = load_tokenizer(BUNDLED)
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=4096, block_size=64, n_layer=2, n_head=2, n_embd=64, meta_token_id=1)
     model = MetaForCausalLM(MetaConfig.from_gpt_config(cfg))

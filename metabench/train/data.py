@@ -51,7 +51,7 @@ from metabench.errors import LengthError
 from metabench.generate import Options, make_sample
 from metabench.haystack import procedural_sentences
 from metabench.lengths import Length
-from metabench.reference_tokenizer import EOS_TOKEN, META_TOKEN
+from metabench.reference_tokenizer import BUNDLED, EOS_TOKEN, META_TOKEN
 from metabench.seeding import derive_rng
 from metabench.suite import Entry
 from metabench.tasks import resolve
@@ -294,6 +294,6 @@ def _special_id(tok: Tokenizer, token: str) -> int:
     if tid is None:
         raise ValueError(
             f"tokenizer {tok.path} has no {token!r} token; train with the bundled reference tokenizer "
-            "(metabench/assets/tokenizer), which has it as a special token"
+            f"({BUNDLED}), which has it as a special token"
         )
     return tid

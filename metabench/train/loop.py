@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from metabench.model.configuration_meta import MetaConfig
 from metabench.model.modeling_meta import MetaForCausalLM
+from metabench.reference_tokenizer import BUNDLED, META_TOKEN
 from metabench.tokenizer import load_tokenizer
 from metabench.train.data import Batch, Stream
 from metabench.train.presets import TrainConfig
@@ -45,10 +46,6 @@ STATE_NAME = "train_state.pt"
 LOG_NAME = "train_log.jsonl"
 CONFIG_NAME = "train_config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-
-
-def default_tokenizer_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "assets" / "tokenizer"
 
 
 @dataclass(frozen=True)
@@ -239,12 +236,12 @@ def train(
     """
     out = Path(out)
     env = setup_dist(device)
-    tok_dir = Path(tokenizer_dir) if tokenizer_dir else default_tokenizer_dir()
+    tok_dir = Path(tokenizer_dir) if tokenizer_dir else BUNDLED
     tok = load_tokenizer(str(tok_dir))
     stream = Stream.for_config(tok, cfg)
     if stream.meta_id != cfg.model.meta_token_id:
         raise ValueError(
-            f"the tokenizer's <|meta|> id is {stream.meta_id} but the model's meta_token_id is "
+            f"the tokenizer's {META_TOKEN} id is {stream.meta_id} but the model's meta_token_id is "
             f"{cfg.model.meta_token_id}: use the tokenizer the preset was made for"
         )
     if cfg.finetune_steps:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from metabench.tokenizer import load_tokenizer
-from metabench.train.loop import default_tokenizer_dir
+from metabench.reference_tokenizer import BUNDLED
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ def cli(*args: str, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def ref_tok():
-    return load_tokenizer(str(default_tokenizer_dir()))
+    return load_tokenizer(str(BUNDLED))
 
 
 @pytest.fixture(scope="session")
