@@ -5,8 +5,8 @@ reports a 1.11x slowdown (130.82 vs 117.86 tokens/s). Our meta-attention
 gathers the meta-tokens (k = 0.1 of a 1024-token block), projects and attends
 over those only. Target: ratio <= 1.05.
 
-    python benchmarks/meta_attention_overhead.py                       # CPU, "small" model
-    python benchmarks/meta_attention_overhead.py --device cuda --size paper
+    python benchmarks/meta_attention_overhead.py                       # CPU, the "small" preset's model
+    python benchmarks/meta_attention_overhead.py --device cuda --size paper-gpt2
 
 Both models share every weight but meta-attention's and see the same inputs.
 Measurements alternate on/off and report medians, so drift hits both alike. On
@@ -26,14 +26,20 @@ from dataclasses import dataclass, replace
 import torch
 
 from metabench.model.configuration_meta import MetaConfig
-from metabench.model.model import PRESETS
+from metabench.model.model import PAPER_GPT2, GPTConfig
 from metabench.model.modeling_meta import MetaForCausalLM
+from metabench.train.presets import PRESETS
+
+
+def model_config(size: str) -> GPTConfig:
+    return PAPER_GPT2 if size == "paper-gpt2" else PRESETS[size].model
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--size", choices=sorted(PRESETS), default="small", help="model preset ('paper' = 12 x 768)")
+    p.add_argument("--size", choices=[*PRESETS, "paper-gpt2"], default="small",
+                   help="a training preset's model, or paper-gpt2: the paper's 12 x 768 with GPT-2's vocabulary")
     p.add_argument("--block", type=int, default=1024, help="tokens per sequence")
     p.add_argument("--density", type=float, default=0.1, help="meta-tokens per token (the paper's k)")
     p.add_argument("--batch", type=int, default=None, help="sequences per training step (default: 1 on CPU, 8 on GPU)")
@@ -92,7 +98,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     on_gpu = args.device.startswith("cuda")
     batch = args.batch or (8 if on_gpu else 1)
-    base = replace(PRESETS[args.size], block_size=args.block)
+    base = replace(model_config(args.size), block_size=args.block)
 
     def precision() -> contextlib.AbstractContextManager:
         # bf16 autocast on GPU, as one would train there; float32 on CPU

@@ -36,7 +36,7 @@ def steps() -> list[int]:
     """12 pre-training and 10 fine-tuning steps of the tiny preset (step numbers over the whole run)."""
     from metabench.train.presets import PRESETS
 
-    cfg = PRESETS["tiny"]
+    cfg = PRESETS["tiny"].train
     first = cfg.induction_steps  # pre-training's first step
     return [*range(first, first + 12), *range(cfg.total_steps - 100, cfg.total_steps - 90)]
 
@@ -56,7 +56,7 @@ def seconds_per_step(loss_fn, threads: int) -> float:
     from metabench.train.presets import PRESETS
 
     torch.set_num_threads(threads)
-    cfg = PRESETS["tiny"]
+    cfg = PRESETS["tiny"].train
     tok = load_tokenizer(str(BUNDLED))
     stream = Stream.for_config(tok, cfg)
     data = StepData(stream, cfg, 0, 1)

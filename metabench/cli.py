@@ -155,7 +155,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.preset not in PRESETS:
         raise MetabenchError(f"--preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
     try:
-        cfg = PRESETS[args.preset].with_overrides(
+        cfg = PRESETS[args.preset].train.with_overrides(
             seed=args.seed, meta_attention=False if args.no_meta_attention else None,
             induction_steps=args.induction_steps, induction_mix=args.induction_mix,
             pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch_size=args.batch_size,

@@ -58,24 +58,6 @@ from metabench.errors import LengthError, MetabenchError
 from metabench.reference_tokenizer import BUNDLED, META_TOKEN
 
 STANDARD_LENGTHS = ("0.25x", "0.5x", "0.75x", "1x", "1.5x", "2x")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What `reproduce` does beyond training, per preset."""
-
-    extend_steps: int  # fine-tuning steps at the YaRN-extended window
-    eval_samples: int  # per task and length
-    analysis_samples: int  # per task, at 1x, for the attention and cosine analyses
-    ablation: bool = True  # the zeroed-positional-encoding evaluation
-
-
-PLANS: dict[str, Plan] = {
-    "micro": Plan(extend_steps=2, eval_samples=2, analysis_samples=2),
-    "tiny": Plan(extend_steps=200, eval_samples=20, analysis_samples=10),
-    "small": Plan(extend_steps=400, eval_samples=50, analysis_samples=20),
-    "paper": Plan(extend_steps=1000, eval_samples=100, analysis_samples=50),
-}
 MODELS = ("meta", "nometa", "meta-yarn2x", "nometa-yarn2x")
 
 
@@ -293,12 +275,12 @@ def reproduce(
     """Run (or resume) every stage into `out`; returns results.json's numbers. jobs: stages at once."""
     from metabench.train.presets import PRESETS
 
-    if preset not in PRESETS or preset not in PLANS:
-        raise MetabenchError(f"unknown preset {preset!r}: choose from {', '.join(p for p in PRESETS if p in PLANS)}")
+    if preset not in PRESETS:
+        raise MetabenchError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
     jobs = jobs or default_jobs(device)
     if jobs < 1:
         raise MetabenchError(f"--jobs must be at least 1, got {jobs}")
-    cfg, plan = PRESETS[preset], PLANS[preset]
+    cfg, plan = PRESETS[preset].train, PRESETS[preset].reproduce
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     models = out / "models"

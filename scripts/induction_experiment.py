@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    cfg = replace(PRESETS["tiny"], lr=a.lr)
+    cfg = replace(PRESETS["tiny"].train, lr=a.lr)
     tok = load_tokenizer(str(BUNDLED))
     stream = Stream(tok, cfg.model.block_size, seed=0)  # for its padding (batch); rows come from `rng`
     model = new_model(cfg, eos_id=stream.eos_id).train()

@@ -159,7 +159,7 @@ def test_an_entry_listed_twice_for_training_is_evaluated_once():
     from metabench.reproduce import eval_suite
     from metabench.train.presets import PRESETS
 
-    cfg = dataclasses.replace(PRESETS["tiny"], tasks=("list_recall/default",) * 3 + ("copy/default",),
+    cfg = dataclasses.replace(PRESETS["tiny"].train, tasks=("list_recall/default",) * 3 + ("copy/default",),
                               anneal_tasks=("copy/default", "copy/default", "parity/default"))
     suite = eval_suite(cfg, Path("metabench/assets/tokenizer"), samples=2)
     assert [e.name for e in suite.entries] == ["list_recall/default", "copy/default", "parity/default"]

@@ -21,7 +21,7 @@ MODEL_TYPE = "metabench_meta"
 _LAZY = {
     "GPTConfig": "model",
     "MetaGPT": "model",
-    "PRESETS": "model",
+    "PAPER_GPT2": "model",
     "RopeConfig": "rope",
     "rope_frequencies": "rope",
     "MetaConfig": "configuration_meta",

@@ -82,15 +82,10 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
 
-# Named sizes. "paper" is the paper's 12 x 768 model (about 152M parameters with
-# meta-attention, 124M without); its meta-token is the first id after GPT-2's vocabulary.
-PRESETS: dict[str, GPTConfig] = {
-    "paper": GPTConfig(meta_token_id=50257),
-    "small": GPTConfig(n_layer=4, n_head=4, n_embd=256, meta_token_id=50257),
-    # the bundled reference tokenizer (metabench/assets/tokenizer): 4096 ids, <|meta|> is id 1;
-    # a 256-token window fits every task of the default suite at 1x (the longest needs 178)
-    "tiny": GPTConfig(vocab_size=4096, block_size=256, n_layer=4, n_head=4, n_embd=128, meta_token_id=1),
-}
+# The paper's model as published: GPT-2's vocabulary plus the meta-token (id 50257), about
+# 152M parameters with meta-attention and 124M without. metabench ships no GPT-2 tokenizer, so
+# nothing here trains it; the named, trainable sizes are metabench.train.presets.PRESETS.
+PAPER_GPT2 = GPTConfig(meta_token_id=50257)
 
 
 class KVCache(Protocol):

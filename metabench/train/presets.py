@@ -51,8 +51,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from metabench.model.model import PRESETS as MODEL_PRESETS
 from metabench.model.model import GPTConfig
+from metabench.reference_tokenizer import META_TOKEN_ID, VOCAB_SIZE
 
 DEFAULT_TASKS = (
     "list_recall/default",
@@ -161,60 +161,95 @@ def _lists(value: Any) -> Any:
     return value
 
 
-_BUNDLED = {"vocab_size": 4096, "meta_token_id": 1}  # metabench/assets/tokenizer
+@dataclass(frozen=True)
+class ReproducePlan:
+    """What `metabench reproduce` does with a preset beyond training it."""
 
-PRESETS: dict[str, TrainConfig] = {
-    "micro": TrainConfig(
-        model=GPTConfig(block_size=128, n_layer=1, n_head=2, n_embd=32, **_BUNDLED),
-        induction_steps=2,
-        induction_mix=2,
-        pretrain_steps=2,
-        finetune_steps=4,
-        batch_size=4,
-        micro_batch=2,
-        warmup_steps=2,
-        curriculum=(1.0,),
-        tasks=("list_recall/easy", "parity/default"),
-        log_every=1,
-        ckpt_every=2,
+    extend_steps: int  # fine-tuning steps at the YaRN-extended window
+    eval_samples: int  # per task and length
+    analysis_samples: int  # per task, at 1x, for the attention and cosine analyses
+    ablation: bool = True  # the zeroed-positional-encoding evaluation
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One named size: its model (train.model), how it trains, and what reproduce does with it."""
+
+    train: TrainConfig
+    reproduce: ReproducePlan
+
+    @property
+    def model(self) -> GPTConfig:
+        return self.train.model
+
+
+_BUNDLED = {"vocab_size": VOCAB_SIZE, "meta_token_id": META_TOKEN_ID}  # the reference tokenizer's
+
+PRESETS: dict[str, Preset] = {
+    "micro": Preset(
+        TrainConfig(
+            model=GPTConfig(block_size=128, n_layer=1, n_head=2, n_embd=32, **_BUNDLED),
+            induction_steps=2,
+            induction_mix=2,
+            pretrain_steps=2,
+            finetune_steps=4,
+            batch_size=4,
+            micro_batch=2,
+            warmup_steps=2,
+            curriculum=(1.0,),
+            tasks=("list_recall/easy", "parity/default"),
+            log_every=1,
+            ckpt_every=2,
+        ),
+        ReproducePlan(extend_steps=2, eval_samples=2, analysis_samples=2),
     ),
-    "tiny": TrainConfig(
-        model=MODEL_PRESETS["tiny"],
-        induction_mix=8,
-        pretrain_steps=800,
-        finetune_steps=3200,
-        anneal_steps=400,
-        anneal_tasks=TINY_ANNEAL_TASKS,
-        batch_size=16,
-        micro_batch=16,
-        lr=2e-3,
-        min_lr=2e-4,
-        warmup_steps=50,
-        curriculum=(0.5, 0.75, 1.0),
-        log_every=10,
-        ckpt_every=100,
+    "tiny": Preset(
+        TrainConfig(
+            # a 256-token window fits every task of the default suite at 1x (the longest needs 178)
+            model=GPTConfig(block_size=256, n_layer=4, n_head=4, n_embd=128, **_BUNDLED),
+            induction_mix=8,
+            pretrain_steps=800,
+            finetune_steps=3200,
+            anneal_steps=400,
+            anneal_tasks=TINY_ANNEAL_TASKS,
+            batch_size=16,
+            micro_batch=16,
+            lr=2e-3,
+            min_lr=2e-4,
+            warmup_steps=50,
+            curriculum=(0.5, 0.75, 1.0),
+            log_every=10,
+            ckpt_every=100,
+        ),
+        ReproducePlan(extend_steps=200, eval_samples=20, analysis_samples=10),
     ),
-    "small": TrainConfig(
-        model=GPTConfig(block_size=512, n_layer=4, n_head=4, n_embd=256, **_BUNDLED),
-        pretrain_steps=1000,
-        finetune_steps=4000,
-        batch_size=32,
-        micro_batch=16,
-        lr=1e-3,
-        warmup_steps=200,
-        curriculum=(0.25, 0.5, 1.0),
-        ckpt_every=250,
+    "small": Preset(
+        TrainConfig(
+            model=GPTConfig(block_size=512, n_layer=4, n_head=4, n_embd=256, **_BUNDLED),
+            pretrain_steps=1000,
+            finetune_steps=4000,
+            batch_size=32,
+            micro_batch=16,
+            lr=1e-3,
+            warmup_steps=200,
+            curriculum=(0.25, 0.5, 1.0),
+            ckpt_every=250,
+        ),
+        ReproducePlan(extend_steps=400, eval_samples=50, analysis_samples=20),
     ),
-    "paper": TrainConfig(
-        model=dataclasses.replace(MODEL_PRESETS["paper"], **_BUNDLED),
-        pretrain_steps=20000,
-        finetune_steps=5000,
-        batch_size=32,
-        micro_batch=8,
-        lr=6e-4,
-        min_lr=6e-5,
-        warmup_steps=1000,
-        curriculum=(0.25, 0.5, 1.0),
-        ckpt_every=500,
+    "paper": Preset(
+        TrainConfig(
+            model=GPTConfig(block_size=1024, n_layer=12, n_head=12, n_embd=768, **_BUNDLED),
+            pretrain_steps=20000,
+            finetune_steps=5000,
+            batch_size=32,
+            micro_batch=8,
+            lr=6e-4,
+            min_lr=6e-5,
+            warmup_steps=1000,
+            curriculum=(0.25, 0.5, 1.0),
+            ckpt_every=500,
+        ),
+        ReproducePlan(extend_steps=1000, eval_samples=100, analysis_samples=50),
     ),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metabench.model.model import PRESETS, GPTConfig, MetaGPT, lm_loss
+from metabench.model.model import PAPER_GPT2, GPTConfig, MetaGPT, lm_loss
 
 
 @pytest.mark.parametrize("meta_attention,millions", [(True, 152), (False, 124)])
@@ -14,7 +14,7 @@ def test_paper_size(meta_attention, millions):
     from dataclasses import replace
 
     with torch.device("meta"):
-        model = MetaGPT(replace(PRESETS["paper"], meta_attention=meta_attention))
+        model = MetaGPT(replace(PAPER_GPT2, meta_attention=meta_attention))
     assert model.num_params() / 1e6 == pytest.approx(millions, abs=1.0)
 
 

@@ -31,7 +31,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_warmup_then_cosine_to_min_lr():
-    cfg = replace(PRESETS["micro"], induction_steps=0, pretrain_steps=0, finetune_steps=110, warmup_steps=10, lr=1e-3, min_lr=1e-4)
+    cfg = replace(PRESETS["micro"].train, induction_steps=0, pretrain_steps=0, finetune_steps=110, warmup_steps=10, lr=1e-3, min_lr=1e-4)
     f = lr_lambda(cfg)
     assert [round(f(s), 6) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
     assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
@@ -54,7 +54,7 @@ def test_bad_configs_say_what_to_fix(change, message):
     from metabench.train.data import entry_for
 
     with pytest.raises(ValueError, match=message):
-        cfg = replace(PRESETS["micro"], **change)
+        cfg = replace(PRESETS["micro"].train, **change)
         for t in cfg.tasks:
             entry_for(t)
 
@@ -94,7 +94,7 @@ def test_every_later_step_trains_on_the_mixed_in_induction_rows(micro_run, ref_t
     from metabench.train.data import Stream
     from metabench.train.loop import StepData
 
-    cfg = PRESETS["micro"]
+    cfg = PRESETS["micro"].train
     assert cfg.induction_mix > 0 and cfg.log_every == 1
     stream = Stream.for_config(ref_tok, cfg)
     steps = StepData(stream, cfg, 0, 1)
