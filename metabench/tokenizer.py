@@ -165,10 +165,10 @@ def _register_if_reference_model(folder: Path) -> None:
         model_type = json.loads((folder / "config.json").read_text()).get("model_type")
     except (OSError, ValueError):
         return
-    if model_type == "metabench_meta":
-        from metabench.backends import register_reference_model
+    from metabench.model import MODEL_TYPE, register  # cheap: torch loads inside register()
 
-        register_reference_model()
+    if model_type == MODEL_TYPE:
+        register()
 
 
 # tokenizer_config.json classes that transformers builds as the plain tokenizer.json backend.

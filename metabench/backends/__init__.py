@@ -129,13 +129,6 @@ def folder_hashes(folder: Path) -> dict[str, str]:
     return out
 
 
-def register_reference_model() -> None:
-    """Make transformers' Auto classes know the bundled reference architecture (imports torch)."""
-    from metabench.model import register
-
-    register()
-
-
 def make_backend(spec: str, options: BackendOptions, tokenizer_path: str | None = None, max_len: int | None = None) -> Backend:
     """Build the backend for `spec`; `max_len` is the longest prompt + answer it will be given."""
     kind, target = parse_model(spec)

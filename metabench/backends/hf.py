@@ -22,9 +22,9 @@ class HFBackend:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from metabench.backends import register_reference_model
+        from metabench.model import register
 
-        register_reference_model()
+        register()  # the reference architecture loads through the Auto classes
 
         folder = model_folder(path)
         self.model = str(folder)
