@@ -82,6 +82,7 @@ class Analysis:
     mean_entropy_other: float
     mean_entropy_drop: float
     mean_max_logit_diff: float
+    paper_entropy_drop: float  # the paper's mean drop, as the file records it (paper.mean_entropy_drop)
     cosine: tuple[LayerCosine, ...]
     ablation: tuple[AblationRow, ...] | None  # None: analysed with --no-ablation
     induction: tuple[float, float] | None = None  # loss on a span's first / second saying; None: older file
@@ -177,6 +178,7 @@ def parse_analysis(data: Any, file: Path, name: str | None = None) -> Analysis:
         mean_entropy_other=f.number(att, "mean_entropy_other", "attention"),
         mean_entropy_drop=f.number(att, "mean_entropy_drop", "attention"),
         mean_max_logit_diff=f.number(att, "mean_max_logit_diff", "attention"),
+        paper_entropy_drop=f.number(f.get(data, "paper"), "mean_entropy_drop", "paper"),
         cosine=tuple(sorted(cosine, key=lambda c: c.layer)),
         ablation=None if ablation is None else tuple(ablation),
         induction=induction,

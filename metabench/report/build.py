@@ -29,7 +29,6 @@ from typing import Sequence
 
 import jinja2
 
-from metabench.analysis import PAPER_ENTROPY_DROP
 from metabench.errors import MetabenchError
 from metabench.report.analyses import Analysis, load_analyses
 from metabench.report.charts import (LayerChart, LineChart, diverging_colour, layer_chart, line_chart, multiple,
@@ -291,7 +290,7 @@ def render(runs: Sequence[Run], options: ReportOptions, analyses: Sequence[Analy
     return environment().get_template(TEMPLATE).render(
         title=options.title, options=options, views=vs, labels=label_order(vs), entries=all_entries,
         categories=all_categories,
-        analyses=analysis_views(analyses), drop_scale=drop_scale(analyses), paper_drop=PAPER_ENTROPY_DROP,
+        analyses=analysis_views(analyses), drop_scale=drop_scale(analyses),
         version=__version__, short_tokens=short_tokens, multiple=multiple, score=score,
     )
 
