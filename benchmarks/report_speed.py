@@ -1,6 +1,6 @@
 """Leaderboard build speed and size: 20 models x 6 tasks x 6 lengths.
 
-Writes 20 simulated results folders (tests/helpers_results.py: rows scored
+Writes 20 simulated results folders (metabench/simulate.py: rows scored
 with metabench.scoring, summaries from metabench.results) with different
 contexts and accuracy curves, then times `metabench report` on them, with
 and without the sample browsers, in-process (best of --repeat) and as the
@@ -19,12 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from metabench.report import ReportOptions, build_report
+from metabench.simulate import ENTRIES, decay, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from helpers_results import ENTRIES, decay, write_results  # noqa: E402
-
-from metabench.report import ReportOptions, build_report  # noqa: E402
 
 MULTIPLES = ("0.25x", "0.5x", "1x", "1.5x", "2x", "4x")
 

@@ -12,13 +12,13 @@ from xml.etree import ElementTree as ET
 
 import pytest
 import yaml
-from helpers_results import ENTRIES, MULTIVALUE, write_results
 
 from metabench.cli import main
 from metabench.errors import MetabenchError
 from metabench import stats
 from metabench.regress import CheckOptions, check, format_report, holm, load_baseline, write_baseline
 from metabench.results import read_rows, summarize_rows, write_json
+from metabench.simulate import ENTRIES, MULTIVALUE, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 KV_1X = "kv_recall/single @ 1x (4096 tokens)"

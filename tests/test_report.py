@@ -15,12 +15,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from helpers_results import ENTRIES, MULTIVALUE, SimEntry, decay, write_results
 
 from metabench.cli import main
 from metabench.report import ReportOptions, build_report, effective_length, standing, weighted_average
 from metabench.report.leaderboard import Point, rank_weights
 from metabench.report.runs import load_run
+from metabench.simulate import ENTRIES, MULTIVALUE, SimEntry, decay, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"

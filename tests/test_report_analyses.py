@@ -14,11 +14,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from helpers_results import write_results
 
 from metabench.analysis import PAPER_ENTROPY_DROP
 from metabench.cli import main
 from metabench.report import ReportOptions, build_report
+from metabench.simulate import write_results
 
 
 class Tables(HTMLParser):

@@ -1,4 +1,4 @@
-"""Realistic results folders for report and check tests, without a model.
+"""Realistic results folders without a model: for report and check tests, and the report benchmark.
 
 A simulated model answers each sample correctly with a chosen probability
 per (entry, length, depth). Rows are built by metabench.results.result_row
