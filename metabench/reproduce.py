@@ -23,15 +23,13 @@ one machine with the same --jobs give the same numbers.
 Parallel: the two trainings, the two extensions, the four evaluations and the
 two analyses are independent, and run `--jobs` at a time (default 2 on a CPU
 machine, 1 on a GPU), each stage in its own spawned process with
-cores // jobs threads, printing a progress line a minute. A stage process dies
+cores // jobs threads, printing a progress line a minute. On a 2-core CPU two
+1-thread trainings side by side finish sooner than one after the other with 2
+threads each (benchmarks/train_step.py measures both). A stage process dies
 with its parent (PR_SET_PDEATHSIG on Linux), so a killed reproduce leaves
-nothing running that a rerun would race with. Measured on 2 CPU cores
-(benchmarks/train_step.py): two 1-thread tiny trainings side by side run at
-0.67 s/step each, against 0.39 s/step for one 2-thread training, so the pair
-finishes 13% sooner; the whole tiny reproduction took 54 min 25 s there before the
-late list-heavy mix (which adds no work per step); with it, 67 min, its extension and
-evaluation stages sharing the cores with a test run (stage times: stages.json in
-leaderboards/reproduce-tiny-cpu, written by --publish).
+nothing running that a rerun would race with. `--publish` also writes
+stages.json, each stage's time; the measured times of the tiny reproduction are
+in reference_model/MODEL_CARD.md.
 
 Evaluation lengths: the standard 0.25x, 0.5x, 0.75x, 1x, 1.5x, 2x of the
 model's training window, keeping those that hold every task's prompt (a

@@ -124,16 +124,11 @@ class Stream:
         "mix/finetune" for the rows mixed into the later phases (see mix_rows).
 
         The second saying is predictable only by copying, so this is the cheapest signal that
-        makes induction heads form. Measured on the tiny model (lr 2e-3, 16 rows a step, one
-        thread, loss on the second saying of random 20-word spans; first saying ~4.8 nats):
-        without meta-tokens it falls to 0.26 nats by step 3000 (a phase change at steps
-        1900-2400); with meta-tokens at 10% of random positions, as in pre-training, it is
-        3.60 at step 3000 (random meta-tokens break "the token after the earlier
-        occurrence", the pattern induction copies). On procedural rows, even with sentences or
-        spans recurring within 256-token rows, no induction formed in 400 steps. Spans vary in
-        length so that no fixed look-back offset can stand in for matching content (with a
-        fixed 20-word span the model learned the offset). Rows are short (~30 tokens); a step
-        pads them to its longest.
+        makes induction heads form. No meta-tokens: random ones break "the token after the
+        earlier occurrence", the pattern an induction head copies. Spans vary in length so
+        that no fixed look-back offset can stand in for matching content. Rows are short
+        (~30 tokens); a step pads them to its longest. The measurements behind each choice:
+        reference_model/MODEL_CARD.md ("How the recipe was found").
         """
         rng = derive_rng(key, self.seed, step, row)
         span = self.tok.encode(" " + " ".join(rng.choices(KEY_WORDS, k=rng.randint(*SPAN_WORDS))) + ".")

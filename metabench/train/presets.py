@@ -8,41 +8,34 @@ lengths, under one AdamW schedule: linear warmup, cosine decay to min_lr.
 `induction_mix` span-said-twice rows, with loss on the second saying only, join
 every pre-training and fine-tuning step (data.Stream.mix_rows).
 
-Presets:
+`PRESETS` is the one table of named sizes. A `Preset` holds the model (the
+GPTConfig inside its TrainConfig), how it trains, and what `metabench
+reproduce` does with it (ReproducePlan), so a name means one thing everywhere:
 
-- micro: seconds on one CPU core; for tests (resume after SIGKILL, DDP parity).
-- tiny: the bundled reference model (1.6M parameters): 4 x 128, block 256 (every
-  default-suite task fits at 1x), 800 pre-training + 3200 fine-tuning steps of
-  16 rows, mostly on the tasks (pre-training alone does not teach recall), with
-  8 induction rows mixed into every step; the last 400 fine-tuning steps draw
-  list_recall for a third of their rows (anneal_tasks, see TINY_ANNEAL_TASKS).
-  About 14M tokens. The bundled models are this preset trained by
-  `metabench reproduce --preset tiny` on 2 CPU cores (two trainings side by
-  side, 1 thread each: 3080 s with meta-attention); alone with `--threads 2`
-  a training takes about 29 minutes there (the late mix costs nothing: per-step
-  times of a quarter-length run, 0.45 s pre-training and 0.43 s fine-tuning;
-  see reference_model/MODEL_CARD.md).
-  The mixed-in rows are what makes it copy: without them (the earlier recipe) the
-  model learned no induction (loss 5.93 nats on a random 20-word span, 6.51 on
-  the same span said again) and scored 0 on copy, list_recall and kv_recall at
-  1x; with them, copy 95% and needle/single 90% at 1x. Tried and not adopted
-  (measured, all on 2 CPU cores; details in the model card): an induction phase
-  first (3000 steps, with or without meta-tokens in its rows), after which the
-  later phases undid induction; and 2000 induction steps + 400 pre-training +
-  3200 fine-tuning with rows mixed in (loss on both sayings), which kept
-  induction but lost needle retrieval (0 on every needle task at 1x). Every run
-  that began with an induction phase lost needle retrieval.
-- small: 4 x 256, block 512; a GPU (or a patient CPU). No rows mixed in: the
-  mix was measured on tiny only; pass --induction-mix to try it.
+- micro: 1 x 32, block 128; seconds on one CPU core, for tests (resume after
+  SIGKILL, DDP parity, the whole reproduce pipeline).
+- tiny: the bundled reference models: 4 x 128, block 256 (every default-suite
+  task fits at 1x), 1.6M parameters, sized to train on 2 CPU cores in under
+  30 minutes. 800 pre-training + 3200 fine-tuning steps of 16 rows, mostly on
+  the tasks (pre-training alone does not teach recall). 8 induction rows join
+  every step: they are what makes the model copy, the skill recall rests on.
+  The last 400 fine-tuning steps draw list_recall for a third of their rows
+  (TINY_ANNEAL_TASKS): on the uniform mix the model finds the queried list but
+  not item j in it.
+- small: 4 x 256, block 512; a GPU (or a patient CPU). No induction rows: the
+  mix was tuned on tiny only; pass --induction-mix to try it.
 - paper: the paper's 12 x 768, block 1024, batch 32 x 1024 tokens; GPUs. The
   paper's recipe, so no induction rows.
 
-Every preset uses the bundled reference tokenizer (4096 ids, `<|meta|>` = 1).
-The paper used GPT-2's vocabulary; loading GPT-2's tokenizer needs a hub (or a
-copy we cannot ship), and the bundled BPE covers every word the suites use, so
-`paper` keeps the paper's depth, width and window with a 4096-id vocabulary
+Every preset uses the bundled reference tokenizer (reference_tokenizer.py:
+4096 ids, `<|meta|>` = 1). The paper used GPT-2's vocabulary; loading GPT-2's
+tokenizer needs a hub (or a copy we cannot ship), and the bundled BPE covers
+every word the suites use, so `paper` keeps the paper's depth, width and window with a 4096-id vocabulary
 (117M parameters with meta-attention, 88M without, instead of 152M / 124M;
 only the embedding shrinks).
+
+How the tiny recipe was found (the variants measured and not adopted, with
+their scores) and what its training costs: reference_model/MODEL_CARD.md.
 """
 
 from __future__ import annotations
@@ -67,14 +60,9 @@ DEFAULT_TASKS = (
 )  # the default suite's entries
 
 # tiny's last 400 fine-tuning steps (all at 1x) draw each row's task uniformly from this
-# tuple, so list_recall, listed 4 times, gets 4/12 of the rows and every other entry 1/12.
-# Measured: 400 more steps at 1x with this mix on the previous bundled `tiny` (which
-# answered list_recall with an item of the right list, mostly the first: finding the list
-# is induction, counting to item j was not learned) took list_recall/default from 0% to
-# 65% at 1x, copy 95 -> 100, needle/single 90 -> 90 (20 samples); the same 400 steps with
-# the uniform mix left list_recall at 5% (40 samples). Weighting from the first
-# fine-tuning step instead (list 3/12, kv 2/12, the rest 1/12) slowed needle and kv
-# learning (answer loss at step 3500: needle/single 4.42 nats, the earlier model 1.15).
+# tuple: list_recall, listed 4 times, gets 4/12 of the rows and every other entry 1/12.
+# What this mix changed, against the uniform one and against weighting from the first
+# fine-tuning step: reference_model/MODEL_CARD.md ("How the recipe was found").
 TINY_ANNEAL_TASKS = DEFAULT_TASKS + ("list_recall/default",) * 3
 
 
