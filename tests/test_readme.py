@@ -23,3 +23,15 @@ def test_readme_results_come_from_the_leaderboard_files():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_results.py"), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "| needle/single |" in (ROOT / "README.md").read_text()
+
+
+def test_layout_names_every_module():
+    """README's Layout is a map with a line per module: a module added without its line fails here."""
+    layout = (ROOT / "README.md").read_text().split("## Layout\n", 1)[1].split("```", 2)[1]
+    names = {word for line in layout.splitlines() for word in line.split()}
+    missing = []
+    for path in sorted((ROOT / "metabench").rglob("*.py")):
+        rel = path.relative_to(ROOT / "metabench")
+        if rel.name not in names or any(f"{d}/" not in names for d in rel.parts[:-1]):
+            missing.append(str(rel))
+    assert not missing, f"add a line for each to README's Layout: {', '.join(missing)}"
