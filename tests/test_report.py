@@ -376,3 +376,35 @@ def test_phone_width_and_screenshots(browser):
     finally:
         browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
     assert os.path.getsize(ARTIFACTS / "report-phone.png") > 1000
+
+
+def test_wide_tables_scroll_inside_their_section(browser):
+    """At 1400 px the Tasks table fits; narrower, it scrolls in its box, which fades on the side that goes on."""
+    box = "document.querySelector('#task-averages').parentElement"
+
+    def settle(expression: str):  # after the scroll event has run the page's handler
+        r = browser.call("Runtime.evaluate", awaitPromise=True, returnByValue=True, expression=(
+            f"new Promise(done => {{ {expression}; requestAnimationFrame(() => setTimeout(done, 50)); }})"))
+        assert "exceptionDetails" not in r, r
+
+    for width, wide in ((1400, False), (700, True)):
+        browser.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
+        settle("window.dispatchEvent(new Event('resize'))")
+        assert browser.js("document.documentElement.scrollWidth <= window.innerWidth")
+        assert browser.js(f"{box}.scrollWidth > {box}.clientWidth") is wide
+        assert browser.js(f"{box}.classList.contains('more')") is wide
+    try:
+        section = browser.js("document.querySelector('#tasks').getBoundingClientRect().right")
+        assert browser.js(f"{box}.getBoundingClientRect().right") <= section + 0.5
+        settle(f"{box}.scrollLeft = {box}.scrollWidth")
+        assert not browser.js(f"{box}.classList.contains('more')")  # scrolled to the end: nothing more to show
+        right = browser.js(f"{box}.getBoundingClientRect().right")
+        assert browser.js("[...document.querySelectorAll('#task-averages thead th')].pop().getBoundingClientRect().right") <= right + 0.5
+        left = browser.js(f"{box}.getBoundingClientRect().left")  # the model column stays in view
+        assert abs(browser.js("document.querySelector('#task-averages td.name').getBoundingClientRect().left") - left) < 1.5
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.js("document.getElementById('tasks').scrollIntoView()")
+        browser.screenshot(ARTIFACTS / "report-tasks-scrolled.png")
+    finally:
+        browser.js(f"{box}.scrollLeft = 0; window.scrollTo(0, 0)")
+        browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 import jinja2
+import markupsafe
 
 from metabench.errors import MetabenchError
 from metabench.report.analyses import Analysis, load_analyses
@@ -276,6 +277,8 @@ def environment() -> jinja2.Environment:
     )
     env.filters["pct"] = lambda v: "–" if v is None else f"{v:.1f}"
     env.filters["tokens"] = lambda n: f"{n:,}"
+    # a line may break after each "/" of a task name (needle/<wbr>multikey): column headers stay narrow
+    env.filters["wbr"] = lambda s: markupsafe.escape(s).replace("/", markupsafe.Markup("/<wbr>"))
     # The page's Content-Security-Policy names its one inline script by hash.
     env.filters["csp_hash"] = lambda s: "'sha256-%s'" % base64.b64encode(hashlib.sha256(str(s).encode()).digest()).decode()
     return env
