@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from metabench.cli import default_tokenizer
 from metabench.errors import LengthError
 from metabench.generate import Options, iter_samples, make_sample
 from metabench.lengths import Length
+from metabench.reference_tokenizer import BUNDLED
 from metabench.suite import parse_suite
 from metabench.tasks import resolve
 from metabench.tasks.twohop import TEMPLATES
@@ -27,7 +27,7 @@ STOPWORDS = {"the", "a", "an", "of", "in", "is", "are", "to", "on", "that", "its
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_tokenizer(default_tokenizer())
+    return load_tokenizer(BUNDLED)
 
 
 def _samples(tok, lengths=(1500,), n=6, entries=ENTRIES, **opts):
