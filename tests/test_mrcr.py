@@ -11,10 +11,10 @@ from difflib import SequenceMatcher
 
 import pytest
 
-from metabench.cli import default_tokenizer
 from metabench.errors import LengthError, MetabenchError
 from metabench.generate import Options, iter_samples, make_sample
 from metabench.lengths import Length
+from metabench.reference_tokenizer import BUNDLED
 from metabench.scoring import score, sequence_ratio
 from metabench.suite import parse_suite
 from metabench.tasks.base import PLAIN_TURNS
@@ -28,7 +28,7 @@ GOLDEN_FILE = "e4f3f9180a76d644"
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_tokenizer(default_tokenizer())
+    return load_tokenizer(BUNDLED)
 
 
 def _samples(tok, lengths=(2000,), n=4, entries=ENTRIES, **opts):

@@ -11,10 +11,10 @@ import re
 import pytest
 
 from metabench import words as W
-from metabench.cli import default_tokenizer
 from metabench.errors import LengthError, MetabenchError
 from metabench.generate import Options, iter_samples, make_sample
 from metabench.lengths import Length
+from metabench.reference_tokenizer import BUNDLED
 from metabench.suite import parse_suite
 from metabench.tasks import FAMILIES, resolve
 from metabench.tasks.base import CATEGORIES
@@ -26,7 +26,7 @@ from families import RULER_FAMILIES
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_tokenizer(default_tokenizer())
+    return load_tokenizer(BUNDLED)
 
 
 def _samples(tok, tasks, lengths=(2000,), n=4, **opts):

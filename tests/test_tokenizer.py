@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CHAT_TEMPLATE
-from metabench.cli import default_tokenizer
 from metabench.errors import MetabenchError
+from metabench.reference_tokenizer import BUNDLED
 from metabench.tokenizer import load_tokenizer
 
 TEXTS = [
@@ -54,7 +54,7 @@ def folders(tmp_path_factory, bytelevel_dir, metaspace_dir) -> dict[str, Path]:
     return {
         "bytelevel": bytelevel_dir,
         "metaspace": metaspace_dir,
-        "bundled": Path(default_tokenizer()),
+        "bundled": BUNDLED,
         "bos_eos_flags": _variant(bytelevel_dir, root / "flags", {"bos_token": "<|endoftext|>", "add_bos_token": True,
                                                                   "add_eos_token": True, "chat_template": RICH_TEMPLATE}),
         "no_bos_flag": _variant(metaspace_dir, root / "nobos", {"add_bos_token": False}),
