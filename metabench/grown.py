@@ -82,6 +82,7 @@ def fit_grown(
     count = PieceCounter(tok)
     first, last = count([g.first, g.last])
     head_t, tail_t = tok.count_batch([head + g.first, g.last + tail])
+    windows = {head + g.first: head_t, g.last + tail: tail_t}  # the instruction is long (a one-shot example): count once
     fixed = head_t - first + tail_t - last + (tok.special_overhead() if specials else 0)
 
     def summed(n: int) -> int:
@@ -97,7 +98,10 @@ def fit_grown(
         question, where a tokenizer that does not split at newlines (metaspace) may merge them."""
         cut, end = content.find(" ", 1), content.rfind(" ")
         first_p, last_p = content[: cut if cut > 0 else len(content)], content[end:] if end > 0 else content
-        h, t, f, l = tok.count_batch([head + first_p, last_p + tail, first_p, last_p])
+        new = [w for w in (head + first_p, last_p + tail) if w not in windows]
+        windows.update(zip(new, tok.count_batch(new)))
+        f, l = count([first_p, last_p])
+        h, t = windows[head + first_p], windows[last_p + tail]
         return h - f + t - l + (tok.special_overhead() if specials else 0) + g.tokens(n, count)
 
     key = ("grown_additive", type(g).__name__, frame)

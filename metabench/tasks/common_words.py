@@ -17,6 +17,9 @@ A sample reads the fixed shuffled vocabulary from a random start: the first
 words are the common ones, then the example's, then the rare ones, so the
 question is the same for every tokenizer and only the number of rare words
 differs. The list is grown to the budget by `grown.fit_grown`.
+
+No meta-token markers: the answer is spread over the whole context, so no
+position is the one to mark (`--marker` leaves these prompts as they are).
 """
 
 from __future__ import annotations
@@ -62,27 +65,52 @@ def arrange(rng: random.Random, common: list[str], rare: list[str], freq_common:
 
 @dataclass
 class WordList(Grown):
-    """The list at size n: the common words and the first n rare words, repeated and shuffled."""
+    """The list at size n: the common words and the first n rare words, repeated and shuffled.
 
-    common: list[str]
-    rare: list[str]  # every rare word the sample may use, in order
+    The sample's words are the vocabulary read from `start` (wrapping around): the common
+    ones, the example's, then the rare ones. Their token counts are cumulative sums over
+    the vocabulary, counted once per tokenizer, so sizing a list tokenizes nothing.
+    """
+
+    start: int
+    n_common: int
+    n_example: int
     freq_common: int
     freq_rare: int
     seed: int  # of the shuffle, so the list at a given size is always the same
 
     def __post_init__(self) -> None:
-        self.maximum = len(self.rare)
+        vocab = vocabulary()
+        self.maximum = len(vocab) - self.n_common - self.n_example
+        self.common = self.words(self.start, self.n_common)
         self.first = "1."
         self.last = " " + self.common[0]
-        self.rare_pieces = _Spaced(self.rare)
-        self._rare_sums: list[int] = [0]
+
+    def words(self, at: int, k: int) -> list[str]:
+        vocab = vocabulary()
+        at %= len(vocab)
+        return list(vocab[at : at + k]) + list(vocab[: max(0, at + k - len(vocab))])
+
+    def span(self, at: int, k: int, count: Counter) -> int:
+        """Tokens of k vocabulary words read from `at`, each as the piece " word"."""
+        vocab = vocabulary()
+        size = len(vocab)
+
+        def upto(i: int) -> int:
+            # Past the vocabulary's end (the sums grow by doubling) pieces are empty: no tokens.
+            return count.cumulative("coined", lambda j: " " + vocab[j - 1] if j <= size else "", i)
+
+        at %= size
+        if at + k <= size:
+            return upto(at + k) - upto(at)
+        return upto(size) - upto(at) + upto(at + k - size)
 
     def items(self, n: int) -> int:
-        return len(self.common) * self.freq_common + n * self.freq_rare
+        return self.n_common * self.freq_common + n * self.freq_rare
 
     def tokens(self, n: int, count: Counter) -> int:
-        rare = prefix_sums(self._rare_sums, self.rare_pieces, n, count)[n]
-        words = self.freq_common * sum(count([" " + w for w in self.common])) + self.freq_rare * rare
+        rare_at = self.start + self.n_common + self.n_example
+        words = self.freq_common * self.span(self.start, self.n_common, count) + self.freq_rare * self.span(rare_at, n, count)
         numbers = count.cumulative("numbered", lambda i: f" {i}." if i > 1 else "1.", self.items(n))
         return numbers + words
 
@@ -90,18 +118,9 @@ class WordList(Grown):
         return budget // (2 * self.freq_rare) + 1  # each rare word adds freq_rare items of >= 2 tokens
 
     def render(self, n: int) -> tuple[str, dict[str, Any]]:
-        items = arrange(random.Random(self.seed), self.common, self.rare[:n], self.freq_common, self.freq_rare)
+        rare = self.words(self.start + self.n_common + self.n_example, n)
+        items = arrange(random.Random(self.seed), self.common, rare, self.freq_common, self.freq_rare)
         return numbered(items), {"items": len(items)}
-
-
-class _Spaced:
-    """words[i] as the piece " word", made on access (a sample has thousands of candidate rare words)."""
-
-    def __init__(self, words: list[str]):
-        self.words = words
-
-    def __getitem__(self, s: slice) -> list[str]:
-        return [" " + w for w in self.words[s]]
 
 
 @dataclass(frozen=True)
@@ -138,11 +157,11 @@ class CommonWordsSpec(TaskSpec):
     def layout(self, rng: random.Random, index: int, marker: str | None) -> Layout:
         vocab = vocabulary()
         start = rng.randrange(len(vocab))
-        words = list(vocab[start:] + vocab[:start])
-        common = words[: self.n_common]
-        example_words = words[self.n_common : self.n_common + self.example_words] if self.one_shot else []
-        rare = words[self.n_common + len(example_words) :]
-        example = self.example(rng, example_words) if self.one_shot else ""
+        n_example = self.example_words if self.one_shot else 0
+        at = [(start + self.n_common + i) % len(vocab) for i in range(n_example)]
+        example = self.example(rng, [vocab[i] for i in at]) if self.one_shot else ""
+        grown = WordList(start, self.n_common, n_example, self.freq_common, self.freq_rare, rng.getrandbits(64))
+        common = grown.common
         return Layout(
             instruction=example + INSTRUCTION,
             blocks=(),
@@ -151,7 +170,7 @@ class CommonWordsSpec(TaskSpec):
             target=numbered(common),
             answers=tuple(common),
             info={"common": common},
-            grown=WordList(common, rare, self.freq_common, self.freq_rare, rng.getrandbits(64)),
+            grown=grown,
         )
 
     def chance(self) -> float:

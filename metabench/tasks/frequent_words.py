@@ -18,6 +18,9 @@ sqrt(N / zeta) occur at all, so the vocabulary here is the ranks that occur.
 The text is grown to the budget by `grown.fit_grown`; its order is a
 permutation drawn from raw PCG64 bits (a stream NumPy keeps stable across
 versions), sorted: thousands of words, shuffled without a Python loop.
+
+No meta-token markers: the answer is spread over the whole context, so no
+position is the one to mark (`--marker` leaves these prompts as they are).
 """
 
 from __future__ import annotations
