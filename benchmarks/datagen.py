@@ -132,26 +132,34 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=500, help="samples per length (lm-eval's RULER uses 500)")
     p.add_argument("--lengths", default="4096,16384,32768")
     p.add_argument("--only", choices=["cold"], help="run one measurement only")
+    p.add_argument("--tasks", default="needle,vt,cwe,fwe",
+                   help="which comparisons to run, of needle (with the cold start), vt, cwe, fwe")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory check")
     args = p.parse_args()
+    tasks = args.tasks.split(",")
     logging.disable(logging.WARNING)
     print(f"tokenizer: {args.tokenizer}; {args.samples} samples per length\n")
     if args.only == "cold":
         print_cold_start(args.tokenizer, args.samples)
         return
-    print(f"{'length':>7} {'RULER/s':>9} {'metabench/s':>12} {'ratio':>7} {'RULER fill':>11} {'metabench fill':>15}")
-    for length in map(int, args.lengths.split(",")):
+    header = f"{'length':>7} {'RULER/s':>9} {'metabench/s':>12} {'ratio':>7} {'RULER fill':>11} {'metabench fill':>15}"
+    if "needle" in tasks:
+        print(f"RULER niah_single_1 vs metabench needle:single\n{header}")
+    for length in map(int, args.lengths.split(",")) if "needle" in tasks else ():
         r_rate, r_fill = ruler(args.tokenizer, length, args.samples)
         m_rate, m_fill = ours(args.tokenizer, length, args.samples)
         print(f"{length:>7} {r_rate:>9.1f} {m_rate:>12.1f} {m_rate / r_rate:>6.1f}x {r_fill:>10.1%} {m_fill:>14.1%}")
-    for name, family in RULER_TASKS.items():
-        print(f"\nRULER {name} vs metabench {family}")
-        print(f"{'length':>7} {'RULER/s':>9} {'metabench/s':>12} {'ratio':>7} {'RULER fill':>11} {'metabench fill':>15}")
+    for name, family in ((n, f) for n, f in RULER_TASKS.items() if n in tasks):
+        print(f"\nRULER {name} vs metabench {family}\n{header}")
         for length in map(int, args.lengths.split(",")):
             r_rate, r_fill = ruler_aggregate(name, args.tokenizer, length, args.samples)
             m_rate, m_fill = ours(args.tokenizer, length, args.samples, family, "default")
             print(f"{length:>7} {r_rate:>9.1f} {m_rate:>12.1f} {m_rate / r_rate:>6.1f}x {r_fill:>10.1%} {m_fill:>14.1%}")
-    print()
-    print_cold_start(args.tokenizer, args.samples)
+    if "needle" in tasks:
+        print()
+        print_cold_start(args.tokenizer, args.samples)
+    if args.no_memory:
+        return
     small, large = 100, 1000
     a, b = peak_memory(args.tokenizer, small), peak_memory(args.tokenizer, large)
     print(f"\npeak Python memory writing 16k-token samples to disk: {small} samples {a:.1f} MiB, "
