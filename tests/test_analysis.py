@@ -98,6 +98,7 @@ def test_residual_cosine_matches_embeddings():
 
 
 
+@pytest.mark.slow
 def test_induction_loss_tells_a_copying_model_from_one_that_cannot():
     """A 2 x 64 model trained (~15 s) on spans said twice copies the second saying; untrained, it cannot."""
     import random

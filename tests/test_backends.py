@@ -77,6 +77,7 @@ def _compare(model_dir: Path, ref: dict[str, dict], other: dict[str, dict]) -> i
     return differ
 
 
+@pytest.mark.slow
 def test_vllm_engine_matches_hf(hf_rows, tiny_llama_dir, tmp_path):
     pytest.importorskip("vllm")
     rows = _run(tmp_path, "--model", f"vllm:{tiny_llama_dir}", "--dtype", "float32", "--gpu-memory-utilization", "0.3")
@@ -85,8 +86,25 @@ def test_vllm_engine_matches_hf(hf_rows, tiny_llama_dir, tmp_path):
     assert summary["provenance"]["backend"]["backend"] == "vllm"
 
 
+@pytest.mark.slow
 def test_openai_server_matches_hf(hf_rows, tiny_llama_dir, vllm_server, tmp_path):
     rows = _run(tmp_path, "--model", f"openai:{vllm_server}", "--tokenizer", str(tiny_llama_dir))
     assert _compare(tiny_llama_dir, hf_rows, rows) <= 2
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["model"]["name"] == "tiny" and summary["model"]["context"] == 1024
+
+
+def test_model_specs_and_windows():
+    """The window a run is checked against comes from config.json and any rope override, before a model loads."""
+    from metabench.backends import parse_model, windows
+    from metabench.errors import MetabenchError
+
+    assert parse_model("vllm:/m") == ("vllm", "/m") and parse_model("openai:http://h:1/v1") == ("openai", "http://h:1/v1")
+    for bad in ("gguf:/m", "hf:", "/m"):
+        with pytest.raises(MetabenchError, match="write hf:PATH, vllm:PATH or openai:URL"):
+            parse_model(bad)
+    assert windows({"max_position_embeddings": 256}, None) == (256, 256)
+    assert windows({"max_position_embeddings": 256}, {"rope_type": "yarn", "factor": 2.0}) == (512, 256)
+    extended = {"max_position_embeddings": 512, "rope_parameters": {"rope_type": "yarn", "factor": 2.0,
+                                                                    "original_max_position_embeddings": 256}}
+    assert windows(extended, None) == (512, 256)  # a YaRN checkpoint (metabench extend) keeps its native window

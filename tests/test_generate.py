@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from metabench.generate import Options, generate_to_file, iter_samples
-from metabench.suite import load_suite, parse_suite
+from metabench.suite import parse_suite
 
 SUITE = {"seed": 7, "lengths": ["0.5x", "1x"], "samples": 3,
          "tasks": [{"task": "list_recall"}, {"task": "kv_recall"}, {"task": "copy"}, {"task": "needle", "variant": "multikey"},
@@ -152,15 +152,6 @@ def test_cli_malformed_suite_names_file_and_key(bytelevel_dir, tmp_path, text, m
     assert r.returncode == 2
     assert suite in r.stderr and message in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1 and not out.exists()
-
-
-def test_bundled_suites_load():
-    for name in ("default", "smoke", "paper"):
-        suite = load_suite(name)
-        assert suite.entries and suite.lengths
-    default = load_suite("default")
-    assert {e.task for e in default.entries} == {"list_recall", "kv_recall", "copy", "needle", "segment_count", "parity"}
-    assert default.lengths == ("0.25x", "0.5x", "1x", "1.5x", "2x")
 
 
 def test_import_metabench_does_not_import_torch():

@@ -127,6 +127,7 @@ def test_tasks_folder_is_the_package_data():
 # ----------------------------------------------------------------------------- real lm_eval, HF model
 
 
+@pytest.mark.slow
 def test_lm_eval_hf_reports_every_task_per_length(hf_run):
     proc, out = hf_run
     table = proc.stdout
@@ -147,6 +148,7 @@ def test_lm_eval_hf_reports_every_task_per_length(hf_run):
     assert 0.0 <= res["results"]["metabench_all"]["exact_match,none"] <= 1.0
 
 
+@pytest.mark.slow
 def test_lm_eval_evaluates_2x_prompts_whole(hf_run):
     proc, out = hf_run
     assert not [w for w in TRUNCATION_WARNINGS if w in proc.stdout + proc.stderr]
@@ -159,6 +161,7 @@ def test_lm_eval_evaluates_2x_prompts_whole(hf_run):
         assert r["arguments"]["gen_args_0"]["arg_1"]["max_gen_toks"] == doc["answer_budget"]
 
 
+@pytest.mark.slow
 def test_lm_eval_matches_metabench_run(hf_run, runner_run, tmp_path):
     """Same model, samples and greedy decoding: lm-eval's predictions and per-length scores are metabench's."""
     _, out = hf_run
@@ -181,6 +184,7 @@ def test_lm_eval_matches_metabench_run(hf_run, runner_run, tmp_path):
                 assert res[t][f"{metric}@{length},none"] == pytest.approx(want), (t, metric, length)
 
 
+@pytest.mark.slow
 def test_import_lm_eval_writes_a_results_folder(hf_run, tmp_path, capsys):
     from metabench.cli import main
     from metabench.report.runs import load_run
@@ -211,6 +215,7 @@ def test_import_lm_eval_writes_a_results_folder(hf_run, tmp_path, capsys):
 # ----------------------------------------------------------------------------- the wrapper, from a wheel
 
 
+@pytest.mark.slow
 def test_check_reads_a_real_lm_eval_run(hf_run, tmp_path):
     """`metabench baseline` and `check` on lm-eval's own results_*.json: every task's metrics, no groups."""
     from metabench.regress import check, load_baseline, write_baseline
@@ -228,6 +233,7 @@ def test_check_reads_a_real_lm_eval_run(hf_run, tmp_path):
     assert [(c.base.name, c.status) for c in report.failures] == [("metabench_copy exact_match@512,none", "missing")]
 
 
+@pytest.mark.slow
 def test_metabench_lm_eval_works_from_an_installed_wheel(tiny_llama_dir, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -249,6 +255,7 @@ def test_metabench_lm_eval_works_from_an_installed_wheel(tiny_llama_dir, tmp_pat
     assert Path(source).is_relative_to(site)
 
 
+@pytest.mark.slow
 def test_metabench_lm_eval_refuses_lengths_that_would_be_cut(tiny_llama_dir, tmp_path, capsys):
     from metabench.cli import main
 
@@ -272,6 +279,7 @@ def test_wrapper_argv():
 # ----------------------------------------------------------------------------- local-completions against vLLM
 
 
+@pytest.mark.slow
 def test_lm_eval_local_completions_against_vllm(vllm_server, tiny_llama_dir, tmp_path):
     proc = run([sys.executable, "-m", "lm_eval", "--include_path", "tasks", "--tasks", "metabench_recall",
                 "--model", "local-completions", "--model_args",

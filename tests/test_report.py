@@ -136,6 +136,7 @@ class Tags(HTMLParser):
         self.seen.append((tag, attrs))
 
 
+@pytest.mark.slow
 def test_page_is_self_contained_and_deterministic(page, folders, analyses, tmp_path):
     html = page.read_text(encoding="utf-8")
     tags = Tags()
@@ -149,6 +150,7 @@ def test_page_is_self_contained_and_deterministic(page, folders, analyses, tmp_p
     assert again.read_bytes() == page.read_bytes()  # no timestamps: same folders, same bytes
 
 
+@pytest.mark.slow
 def test_every_string_from_a_results_folder_is_escaped(page):
     html = page.read_text(encoding="utf-8")
     for raw in (IMG, BREAKOUT, EVIL_MODEL, '<svg onload="alert(3)">', "<h1>injected</h1>", "<b>bold</b>"):
@@ -274,6 +276,7 @@ def load(p: Page, page: Path, shots: Path) -> Page:
     return p
 
 
+@pytest.mark.slow
 def test_loads_offline_with_no_errors_requests_or_dialogs(browser, page):
     requests = [r["request"]["url"] for r in browser.of("Network.requestWillBeSent")]
     assert requests == [page.as_uri()]
@@ -285,6 +288,7 @@ def test_loads_offline_with_no_errors_requests_or_dialogs(browser, page):
     assert browser.js("window.__csp") == []
 
 
+@pytest.mark.slow
 def test_tables_heatmaps_and_charts_are_present(browser):
     assert browser.js("document.querySelectorAll('#ranking tbody tr').length") == 3
     assert browser.js("document.querySelectorAll('#category-averages tbody tr').length") == 3
@@ -300,6 +304,7 @@ def test_tables_heatmaps_and_charts_are_present(browser):
     assert browser.js("document.querySelector('#run-0 thead th.beyond').textContent").startswith("2x")
 
 
+@pytest.mark.slow
 def test_analyses_section(browser, analysis_dirs):
     a = json.loads((analysis_dirs["meta"] / "analysis.json").read_text())
     heads = a["attention"]["per_head"]
@@ -327,6 +332,7 @@ def column(browser, table: str, i: int) -> list[str]:
     return browser.js(f"[...document.querySelectorAll('{table} tbody tr')].map(r => r.cells[{i}].textContent.trim())")
 
 
+@pytest.mark.slow
 def test_clicking_headers_sorts(browser):
     ranked = column(browser, "#ranking", 1)
     averages = [float(x) for x in column(browser, "#ranking", 3)]
@@ -341,6 +347,7 @@ def test_clicking_headers_sorts(browser):
     assert browser.js("document.querySelectorAll('#ranking thead th')[3].getAttribute('aria-sort')") == "ascending"
 
 
+@pytest.mark.slow
 def test_hostile_strings_are_text_never_markup(browser):
     assert browser.js("window.__pwned === undefined")
     assert browser.js("document.querySelectorAll('script').length") == 1
@@ -353,6 +360,7 @@ def test_hostile_strings_are_text_never_markup(browser):
     assert browser.of("Page.javascriptDialogOpening") == []
 
 
+@pytest.mark.slow
 def test_sample_filters(browser):
     box = "document.querySelector('#run-0 div.samples')"
     total = browser.js(f"{box}.querySelectorAll('tbody tr').length")
@@ -363,6 +371,7 @@ def test_sample_filters(browser):
     assert shown == ["2x"] * 24
 
 
+@pytest.mark.slow
 def test_phone_width_and_screenshots(browser):
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(browser.shot, ARTIFACTS / "report.png")  # taken as loaded, before the tests sort anything
@@ -378,6 +387,7 @@ def test_phone_width_and_screenshots(browser):
     assert os.path.getsize(ARTIFACTS / "report-phone.png") > 1000
 
 
+@pytest.mark.slow
 def test_wide_tables_scroll_inside_their_section(browser):
     """At 1400 px the Tasks table fits; narrower, it scrolls in its box, which fades on the side that goes on."""
     box = "document.querySelector('#task-averages').parentElement"

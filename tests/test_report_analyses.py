@@ -127,6 +127,7 @@ def check_section(html: str, names: list[str], files: list[dict]) -> None:
              f"{100 * (z['zeroed'] - z['full']):+.1f}"] for z in a["zero_position_ablation"]]
 
 
+@pytest.mark.slow
 def test_section_shows_the_files_numbers(run, analysis_dirs, tmp_path):
     out = build_report([run], tmp_path / "index.html", ReportOptions(samples=False),
                        analyses=[analysis_dirs["meta"], analysis_dirs["nometa"] / "analysis.json"])
@@ -135,6 +136,7 @@ def test_section_shows_the_files_numbers(run, analysis_dirs, tmp_path):
     check_section(out.read_text(encoding="utf-8"), ["meta", "nometa"], files)  # named by the checkpoint folder
 
 
+@pytest.mark.slow
 def test_ablation_numbers_come_from_the_file(run, analysis_dirs, tmp_path):
     """A random model scores 0 everywhere; distinct scores show the table reads each row's own."""
     a = load(analysis_dirs["meta"])
@@ -147,6 +149,7 @@ def test_ablation_numbers_come_from_the_file(run, analysis_dirs, tmp_path):
     assert "-37.5" in out.read_text(encoding="utf-8")  # (k - (k + 3)) / 8 for every k
 
 
+@pytest.mark.slow
 def test_cli_builds_the_same_bytes_twice(run, analysis_dirs, tmp_path, capsys):
     pages = []
     for k in range(2):
@@ -183,6 +186,7 @@ def _mutations(good: dict) -> list[tuple[str, object, str]]:
     ]
 
 
+@pytest.mark.slow
 def test_bad_analysis_input_is_one_line_and_exit_2(run, analysis_dirs, tmp_path, capsys):
     out = tmp_path / "index.html"
 
@@ -204,3 +208,17 @@ def test_bad_analysis_input_is_one_line_and_exit_2(run, analysis_dirs, tmp_path,
     for what, content, words in _mutations(load(analysis_dirs["meta"])):
         (tmp_path / "bad.json").write_text(json.dumps(content))
         fails([str(tmp_path / "bad.json")], f"bad.json: {words}", "metabench analyze")
+
+
+def test_a_published_analysis_renders_its_own_numbers(tmp_path):
+    """The committed leaderboards/reproduce-tiny-cpu analysis, read and shown without a model (the quick tier's check)."""
+    source = Path(__file__).resolve().parents[1] / "leaderboards" / "reproduce-tiny-cpu" / "analysis-meta.json"
+    data = json.loads(source.read_text())
+    folder = write_results(tmp_path / "run", model="sim", samples=4)
+    html = build_report([folder], tmp_path / "index.html", ReportOptions(samples=False),
+                        analyses=[f"tiny-meta={source}"]).read_text(encoding="utf-8")
+    page = Tables()
+    page.feed(html)
+    row = page.tables["analysis-summary"][1]
+    assert row[0] == "tiny-meta" and row[3] == f"{data['attention']['mean_entropy_drop']:+.3f}"
+    assert row[4] == f"{data['paper']['mean_entropy_drop']:.2f}" == f"{PAPER_ENTROPY_DROP:.2f}"

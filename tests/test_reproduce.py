@@ -34,6 +34,7 @@ def first(tmp_path_factory) -> tuple[Path, str]:
     return out, _reproduce(out).stdout
 
 
+@pytest.mark.slow
 def test_every_stage_leaves_its_artifacts(first):
     out, stdout = first
     assert (out / "tokenizer" / "tokenizer.json").read_bytes() == Path("metabench/assets/tokenizer/tokenizer.json").read_bytes()
@@ -56,6 +57,7 @@ def test_every_stage_leaves_its_artifacts(first):
     assert "[12/12] leaderboard: finished" in stdout
 
 
+@pytest.mark.slow
 def test_rerun_is_a_no_op(first):
     out, _ = first
     before = _digest(out)
@@ -64,6 +66,7 @@ def test_rerun_is_a_no_op(first):
     assert _digest(out) == before
 
 
+@pytest.mark.slow
 def test_two_runs_give_the_same_models_and_predictions(first, tmp_path):
     out, _ = first
     other = tmp_path / "b"
@@ -96,6 +99,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc (Linux)")
 def test_a_killed_reproduce_stops_its_stages_and_resumes_to_the_same_numbers(first, tmp_path):
     out, _ = first
@@ -122,6 +126,7 @@ def test_a_killed_reproduce_stops_its_stages_and_resumes_to_the_same_numbers(fir
             out / "models" / name / "model.safetensors").read_bytes(), name
 
 
+@pytest.mark.slow
 def test_a_failing_stage_is_named_and_what_finished_is_kept(tmp_path):
     out = tmp_path / "broken"
     (out / "models" / "nometa").mkdir(parents=True)
@@ -136,6 +141,7 @@ def test_a_failing_stage_is_named_and_what_finished_is_kept(tmp_path):
     assert not (out / ".stages" / "train__nometa.json").exists()
 
 
+@pytest.mark.slow
 def test_publish_copies_the_leaderboard_and_the_stage_times(first, tmp_path):
     out, _ = first
     dest = tmp_path / "published"

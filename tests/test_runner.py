@@ -53,6 +53,7 @@ def reference_run(tiny_llama_dir, tmp_path_factory):
     return out, r.stdout
 
 
+@pytest.mark.slow
 def test_results_and_summary(reference_run, tiny_llama_dir):
     out, stdout = reference_run
     rows = _rows(out)
@@ -80,6 +81,7 @@ def test_results_and_summary(reference_run, tiny_llama_dir):
     assert "needle/single" in stdout and "0.5x" in stdout
 
 
+@pytest.mark.slow
 def test_same_predictions_as_plain_transformers(reference_run, tiny_llama_dir):
     """The harness's batched, left-padded generation equals one-at-a-time greedy generate()."""
     import torch
@@ -115,6 +117,7 @@ def test_same_predictions_as_plain_transformers(reference_run, tiny_llama_dir):
     assert checked == 3 * 2 * 2
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(reference_run, tiny_llama_dir, tmp_path):
     ref, _ = reference_run
     out = tmp_path / "killed"
@@ -138,6 +141,7 @@ def test_kill_and_resume_equals_uninterrupted(reference_run, tiny_llama_dir, tmp
     assert _rows(out) == _rows(ref)
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_keeps_its_summary(reference_run, tiny_llama_dir, tmp_path):
     ref, _ = reference_run
     out = tmp_path / "again"
@@ -155,6 +159,7 @@ def test_rerunning_a_finished_run_keeps_its_summary(reference_run, tiny_llama_di
     assert summary["cells"] == json.loads(before)["cells"]
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(reference_run, tiny_llama_dir, tmp_path):
     ref, _ = reference_run
     suite = str(Path(ref).parent / "suite.yaml")
@@ -177,6 +182,7 @@ def test_bad_input_is_one_clear_line(reference_run, tiny_llama_dir, tmp_path):
     assert (ref / "results.jsonl").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_beyond_context_when_asked_and_with_yarn(tiny_llama_dir, tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text("lengths: [2x]\nsamples: 2\ntasks: [parity]\n")

@@ -14,7 +14,11 @@ SUITE = {"name": "s", "seed": 1, "lengths": ["1x"], "samples": 5,
 def test_bundled_suites_load():
     assert {"default", "smoke", "paper"} <= set(bundled_suites())
     for name in bundled_suites():
-        assert load_suite(name).entries
+        suite = load_suite(name)
+        assert suite.entries and suite.lengths
+    default = load_suite("default")
+    assert {e.task for e in default.entries} == {"list_recall", "kv_recall", "copy", "needle", "segment_count", "parity"}
+    assert default.lengths == ("0.25x", "0.5x", "1x", "1.5x", "2x")
 
 
 def test_tasks_replace_entries_and_keep_their_family_samples():

@@ -143,6 +143,7 @@ def check_parity(llm, model_dir: Path, prompt_ids: list[list[int]], new_tokens: 
     return ties
 
 
+@pytest.mark.slow
 def test_parity_with_transformers(ckpt):
     """32 prompts with meta-tokens up to the window: the same greedy tokens and prompt log-probs."""
     meta_id = json.loads((ckpt / "config.json").read_text())["meta_token_id"]
@@ -153,6 +154,7 @@ def test_parity_with_transformers(ckpt):
         del llm
 
 
+@pytest.mark.slow
 def test_yarn_parity_at_twice_the_window(ckpt_yarn):
     """The YaRN-2x checkpoint runs at 2x its original window in vLLM, matching transformers."""
     cfg = json.loads((ckpt_yarn / "config.json").read_text())
@@ -221,6 +223,7 @@ def _metabench_run(out: Path, *args: str) -> dict[str, dict]:
     return {row["id"]: row for row in rows}
 
 
+@pytest.mark.slow
 def test_openai_server_answers_metabench_run(meta_server, ckpt_yarn, tmp_path):
     """`metabench run --model openai:URL` against the served meta checkpoint: the smoke suite (prompts with
     meta-tokens, up to 1x = 2x the original window) gives the transformers backend's predictions."""
@@ -244,6 +247,7 @@ for path in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_bad_checkpoints_fail_with_what_to_change(ckpt, tmp_path):
     """No meta_token_id, or a head size vLLM's CPU kernels do not take: a loud error naming the fix."""
     import subprocess

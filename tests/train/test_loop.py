@@ -71,6 +71,7 @@ def test_presets_fit_their_claims():
     assert (paper.n_layer, paper.n_embd, paper.block_size) == (12, 768, 1024)
 
 
+@pytest.mark.slow
 def test_micro_run_is_a_loadable_checkpoint(micro_run):
     """save_pretrained output, safetensors, tokenizer, auto_map, and a loss that went down."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,6 +90,7 @@ def test_micro_run_is_a_loadable_checkpoint(micro_run):
     assert lines[-1]["loss"] < lines[0]["loss"]
 
 
+@pytest.mark.slow
 def test_every_later_step_trains_on_the_mixed_in_induction_rows(micro_run, ref_tok):
     """The log's token counts are the phase's rows plus cfg.induction_mix induction rows (none in the induction phase)."""
     from metabench.train.data import Stream
@@ -106,6 +108,7 @@ def test_every_later_step_trains_on_the_mixed_in_induction_rows(micro_run, ref_t
             assert batches[1].ids.shape[0] == cfg.induction_mix and 1 not in batches[1].ids.tolist()
 
 
+@pytest.mark.slow
 def test_metabench_run_evaluates_the_checkpoint(micro_run, tmp_path, run_cli):
     out = tmp_path / "results"
     proc = run_cli("run", "--model", f"hf:{micro_run}", "--suite", "smoke", "--lengths", "1x", "--samples", "1",
@@ -117,6 +120,7 @@ def test_metabench_run_evaluates_the_checkpoint(micro_run, tmp_path, run_cli):
     assert "<|meta|>" in recall["prompt_head"] + recall["prompt_tail"] and isinstance(recall["prediction"], str)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path, run_cli):
     steps = ["--preset", "micro", "--finetune-steps", "60", "--ckpt-every", "4", "--threads", "1", "--quiet"]
     whole = tmp_path / "whole"
@@ -144,6 +148,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, run_cli):
     assert [r["loss"] for r in log(whole)] == [r["loss"] for r in log(killed)]  # the redone steps replace the lost ones
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_config(micro_run, tmp_path, run_cli):
     out = tmp_path / "ckpt"
     shutil.copytree(micro_run, out)
@@ -151,6 +156,7 @@ def test_resume_refuses_a_different_config(micro_run, tmp_path, run_cli):
     assert proc.returncode == 2 and "different configuration" in proc.stderr and "seed" in proc.stderr
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path, run_cli):
     """torchrun --nproc_per_node 2 (gloo) on the same global batch: the same losses and weights."""
     args = ["--preset", "micro", "--finetune-steps", "4", "--threads", "1", "--quiet"]
@@ -174,6 +180,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, run_cli):
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+@pytest.mark.slow
 def test_no_meta_attention_flag(tmp_path, run_cli):
     out = tmp_path / "nometa"
     proc = run_cli("train", "--preset", "micro", "--no-meta-attention", "--finetune-steps", "1", "--out", str(out),
@@ -184,6 +191,7 @@ def test_no_meta_attention_flag(tmp_path, run_cli):
     assert not any("meta_attn" in k for k in weights(out))
 
 
+@pytest.mark.slow
 def test_extend_with_finetuning(micro_run, tmp_path, run_cli):
     out = tmp_path / "yarn2x"
     proc = run_cli("extend", str(micro_run), "--factor", "2", "--out", str(out), "--steps", "2",
@@ -199,6 +207,7 @@ def test_extend_with_finetuning(micro_run, tmp_path, run_cli):
     assert not all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_extend_fine_tunes_on_the_sources_final_mix(micro_run, tmp_path, run_cli):
     src = tmp_path / "src"
     shutil.copytree(micro_run, src, ignore=shutil.ignore_patterns(STATE_NAME))
