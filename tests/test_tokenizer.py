@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHAT_TEMPLATE
 from metabench.errors import MetabenchError
 from metabench.reference_tokenizer import BUNDLED
 from metabench.tokenizer import load_tokenizer
@@ -51,6 +50,8 @@ def _variant(src: Path, dst: Path, config: dict | None = None, jinja: str | None
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory, bytelevel_dir, metaspace_dir) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tok_variants")
+    # conftest's template, read from the folder it wrote (importing conftest by name picks whichever ran first)
+    chat_template = json.loads((metaspace_dir / "tokenizer_config.json").read_text())["chat_template"]
     return {
         "bytelevel": bytelevel_dir,
         "metaspace": metaspace_dir,
@@ -63,7 +64,7 @@ def folders(tmp_path_factory, bytelevel_dir, metaspace_dir) -> dict[str, Path]:
         "jinja_file": _variant(metaspace_dir, root / "jinja", jinja=RICH_TEMPLATE),
         "named_templates": _variant(bytelevel_dir, root / "named", {
             "eos_token": "<|endoftext|>",
-            "chat_template": [{"name": "default", "template": CHAT_TEMPLATE.replace("bos_token", "eos_token")},
+            "chat_template": [{"name": "default", "template": chat_template.replace("bos_token", "eos_token")},
                               {"name": "tool_use", "template": "{{ raise_exception('not this one') }}"}]}),
     }
 

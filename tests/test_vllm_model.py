@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-vllm = pytest.importorskip("vllm")
 torch = pytest.importorskip("torch")
 
 from metabench.model.modeling_meta import MetaForCausalLM  # noqa: E402
+from metabench.reference_tokenizer import BUNDLED as REFERENCE_TOKENIZER  # noqa: E402
 
-TOKENIZER = Path(__file__).resolve().parents[1] / "metabench" / "assets" / "tokenizer"
+TOKENIZER = REFERENCE_TOKENIZER
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "reference_model" / "tiny"  # the bundled, trained checkpoint (head size 32)
 BUNDLED_YARN = ROOT / "reference_model" / "tiny-yarn2x"  # its YaRN-2x extension, as `metabench extend` wrote it
@@ -72,6 +72,7 @@ ENGINE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
 
 
 def make_llm(model: Path, max_model_len: int):
+    vllm = pytest.importorskip("vllm")  # here, not at import: collecting the quick tier should not load vLLM
     os.environ.update(ENGINE_ENV)
     return vllm.LLM(model=str(model), dtype="float32", max_model_len=max_model_len, gpu_memory_utilization=0.3,
                     seed=0, enable_prefix_caching=False)  # cached prefixes would return no prompt log-probs
