@@ -35,3 +35,9 @@ def test_layout_names_every_module():
         if rel.name not in names or any(f"{d}/" not in names for d in rel.parts[:-1]):
             missing.append(str(rel))
     assert not missing, f"add a line for each to README's Layout: {', '.join(missing)}"
+
+
+def test_readme_states_the_quick_tier_and_pytest_knows_its_marker():
+    readme = (ROOT / "README.md").read_text()
+    assert '\n    python3 -m pytest -q -m "not slow"\n' in readme
+    assert '"slow: ' in (ROOT / "pyproject.toml").read_text()  # registered, so a typo in a mark is visible
