@@ -122,10 +122,12 @@ def _parse_rope(text: str | None) -> dict | None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from metabench.backends import BackendOptions
     from metabench.generate import Options
+    from metabench.results import truncation_warnings
     from metabench.runner import RunConfig, format_table, run
 
     suite = _build_suite(args)
-    for flag in ("context", "batch_size", "max_model_len", "tensor_parallel_size", "data_parallel_size", "retries"):
+    for flag in ("context", "batch_size", "max_model_len", "tensor_parallel_size", "data_parallel_size", "retries",
+                 "request_timeout", "max_tokens"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise MetabenchError(f"--{flag.replace('_', '-')} must be a positive number, got {value}")
@@ -133,10 +135,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dtype=args.dtype, device=args.device, batch_size=args.batch_size, max_model_len=args.max_model_len,
         tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
         gpu_memory_utilization=args.gpu_memory_utilization, rope_parameters=_parse_rope(args.rope),
-        served_model=args.served_model, retries=args.retries,
+        served_model=args.served_model, retries=args.retries, timeout_s=args.request_timeout,
+        api_key_env=args.api_key_env, thinking=args.thinking, max_tokens=args.max_tokens,
     )
     opts = Options(marker=args.marker, chat_template=args.chat_template, haystack_files=tuple(args.haystack or ()),
-                   answer_prefix=not args.no_answer_prefix)
+                   answer_prefix=not args.no_answer_prefix, system=args.system)
     cfg = RunConfig(
         model=args.model, suite=suite, out=Path(args.out), tokenizer=args.tokenizer, context=args.context,
         name=args.name, options=opts, backend=backend, allow_beyond_context=args.allow_beyond_context,
@@ -144,6 +147,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     summary = run(cfg)
     print(format_table(summary))
+    for line in truncation_warnings(summary["cells"]):
+        print(f"metabench: warning: {line}", file=sys.stderr)
     print(f"results in {args.out}")
     return 0
 
@@ -267,11 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_generate)
 
     r = sub.add_parser("run", help="evaluate a model on a suite (transformers, vLLM or an OpenAI-compatible server)")
-    r.add_argument("--model", required=True, help="hf:PATH | vllm:PATH | openai:URL (a /v1 base URL)")
+    r.add_argument("--model", required=True, help="hf:PATH | vllm:PATH | openai:URL | openai-chat:URL (a /v1 base URL)")
     r.add_argument("--out", required=True, help="results folder; rerun the same command to resume")
     _suite_flags(r)
     r.add_argument("--tokenizer", help="tokenizer folder (default: the model folder; required for openai)")
     r.add_argument("--context", type=int, help="the model's context in tokens (default: from its config or the server)")
+    r.add_argument("--system", metavar="TEXT", help="a system message before each prompt (openai-chat, or with --chat-template); "
+                   "counted in the length")
     r.add_argument("--name", help="model name on leaderboards (default: the folder or served model name)")
     r.add_argument("--no-answer-prefix", action="store_true", help="end prompts at the question, without the task's answer prefix")
     r.add_argument("--allow-beyond-context", action="store_true", help="evaluate lengths above the model's window")
@@ -283,8 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tensor-parallel-size", type=int, default=1)
     r.add_argument("--data-parallel-size", type=int, default=1)
     r.add_argument("--gpu-memory-utilization", type=float, help="vllm: share of accelerator (or CPU) memory to use")
+    r.add_argument("--thinking", default="auto", metavar="auto|none|START,END",
+                   help="how a reasoning model's thinking is told from its answer: a server's reasoning field or "
+                        "<think>...</think> (auto, the default), other tags (START,END), or none; scoring sees the answer")
+    r.add_argument("--max-tokens", type=int, metavar="N",
+                   help="tokens a thinking model may spend, on top of each sample's answer budget (default 0)")
     r.add_argument("--served-model", help="openai: model name (default: the server's first)")
     r.add_argument("--retries", type=int, default=5, help="openai: attempts per request, with exponential backoff")
+    r.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="openai: seconds to wait for one answer before retrying it (default 120)")
+    r.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="openai: environment variable holding the API key (default OPENAI_API_KEY; the key is never stored)")
     r.set_defaults(func=_cmd_run)
 
     rp = sub.add_parser("reproduce", help="tokenizer -> training -> YaRN -> evaluation -> analyses -> leaderboard")

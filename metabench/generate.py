@@ -39,6 +39,7 @@ class Options:
     haystack_files: tuple[str, ...] = ()
     verify: bool = False  # tokenize every prompt in full instead of trusting the additive count
     answer_prefix: bool = True  # end prompts with the task's answer prefix ("Answer:", RULER-style)
+    system: str | None = None  # a system message inside the chat template (needs chat_template)
 
 
 def answer_budget(tok: Tokenizer, target: str) -> int:
@@ -52,8 +53,10 @@ def _frame(tok: Tokenizer, opts: Options, turns: Turns | None) -> tuple[Frame, b
     if turns is not None:
         return Frame(before=turns.before, after=turns.after), not opts.chat_template
     if not opts.chat_template:
+        if opts.system:
+            raise MetabenchError("a system message goes inside a chat template: add --chat-template")
         return Frame(), True
-    before, after = tok.chat_wrap()
+    before, after = tok.chat_wrap(opts.system)
     # The rendered template carries its own BOS text; the backend must not add another.
     return Frame(before=before, after=after), False
 

@@ -31,6 +31,12 @@ the two values and their `_stderr`. A value of "N/A" or -1 is missing, never
 zero: such a cell fails as missing. A cell without a standard error is
 judged by the tolerance alone, and the report says so.
 
+A rise in answers cut off at the token cap (finish_reason length) is a
+finding of its own ("more_truncated", exit 1), by the same rule: beyond the
+tolerance in points of the cell's samples and significant (one-sided
+two-proportion z-test). Where either side records no finish reasons (an
+lm-eval import, a baseline from before they were recorded) it is not tested.
+
 Nothing passes silently: a baseline cell missing from the results and a cell
 with fewer samples than the baseline fail with their reason (exit 1). A
 different suite, seed, lengths, entries or primary metric makes the comparison
@@ -53,7 +59,7 @@ from metabench.results import read_rows, read_summary, write_json
 BASELINE_FORMAT = "metabench.baseline/2"
 READABLE_FORMATS = ("metabench.baseline/1", BASELINE_FORMAT)
 Format = Literal["text", "markdown", "github", "junit"]
-Status = Literal["ok", "regression", "missing", "fewer_samples"]
+Status = Literal["ok", "regression", "missing", "fewer_samples", "more_truncated"]
 Key = tuple[str, str, "float | None"]  # (entry, length label, depth); lm-eval: (task, "metric,filter", None)
 
 
@@ -71,6 +77,7 @@ class CellStats:
     successes: int | None  # when binary
     stderr: float | None = None  # lm-eval cells: the reported standard error (None: "N/A")
     outcomes: dict[str, float] | None = None  # (entry, length) cells: primary score per sample id
+    truncated: int | None = None  # answers cut off at the token cap; None where rows record no finish_reason
 
     @property
     def key(self) -> Key:
@@ -101,8 +108,10 @@ def cell_stats(rows: list[dict[str, Any]]) -> dict[Key, CellStats]:
         v = [float(r["scores"][primary]) for r in rs]
         s = st.side(v)
         outcomes = {r["id"]: x for r, x in zip(rs, v)} if key[2] is None else None
+        known = [r["finish_reason"] for r in rs if r.get("finish_reason")]
         out[key] = CellStats(key[0], key[1], int(rs[0]["length"]), key[2], primary, s.n, s.mean, s.sd, s.binary,
-                             int(sum(v)) if s.binary else None, outcomes=outcomes)
+                             int(sum(v)) if s.binary else None, outcomes=outcomes,
+                             truncated=known.count("length") if known else None)
     return out
 
 
@@ -279,12 +288,13 @@ class CheckReport:
     def verdict(self) -> str:
         if self.problems:
             return f"UNUSABLE: {len(self.problems)} problem(s) with the input: {self.problems[0]}"
+        n = sum(1 for c in self.cells if c.status != "more_truncated")  # findings of their own, not cells
         if not self.failures:
-            return f"PASS: {len(self.cells)} cells hold against the baseline"
+            return f"PASS: {n} cells hold against the baseline"
         counts: dict[str, int] = {}
         for c in self.failures:
             counts[c.status] = counts.get(c.status, 0) + 1
-        return "FAIL: " + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items()) + f" of {len(self.cells)} cells"
+        return "FAIL: " + ", ".join(f"{k} {s.replace('_', ' ')}" for s, k in counts.items()) + f" of {n} cells"
 
 
 def identity_problems(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
@@ -315,6 +325,7 @@ def check(results: str | Path, baseline: str | Path, options: CheckOptions = Che
                                     f"{c.n} samples, fewer than the baseline's {b.n}"))
         else:  # round: 80%-78% is 2.000...02
             tested.append((b, c, round(100 * (b.mean - c.mean), 9), compare(b, c)))
+    findings = [f for b, c, *_ in tested if (f := truncation_finding(b, c, options))]
     raw = [t[3].p for t in tested if t[3].p is not None]
     adjusted = iter(holm(raw) if options.correction == "holm" else raw)
     for b, c, drop, cmp in tested:
@@ -325,7 +336,7 @@ def check(results: str | Path, baseline: str | Path, options: CheckOptions = Che
                f"{cmp.detail}; {test})")
         cells.append(CellResult(b, c, "regression" if bad else "ok", drop, p, cmp.test, why))
     notes = _notes(tested)
-    return CheckReport(str(results), str(baseline), options, run.suite, tuple(problems), tuple(cells), notes)
+    return CheckReport(str(results), str(baseline), options, run.suite, tuple(problems), tuple(cells + findings), notes)
 
 
 def _notes(tested: list[tuple[CellStats, CellStats, float, Comparison]]) -> tuple[str, ...]:
@@ -335,6 +346,20 @@ def _notes(tested: list[tuple[CellStats, CellStats, float, Comparison]]) -> tupl
         if cmp.detail.startswith("unpaired") or cmp.p is None:
             by_detail[cmp.detail] = by_detail.get(cmp.detail, 0) + 1
     return tuple(f"{d} ({n} of {len(tested)} cells)" for d, n in by_detail.items())
+
+
+def truncation_finding(b: CellStats, c: CellStats, options: CheckOptions) -> CellResult | None:
+    """A rise in answers cut off at the token cap, tested like a drop in score (tolerance, one-sided z)."""
+    if b.truncated is None or c.truncated is None:
+        return None  # a side that records no finish reasons (an older baseline, an lm-eval import)
+    rise = round(100 * (c.truncated / c.n - b.truncated / b.n), 9)
+    finished = [st.side([0.0] * k + [1.0] * (n - k)) for k, n in ((b.truncated, b.n), (c.truncated, c.n))]
+    p, _ = st.unpaired_drop_p(*finished)  # a drop in answers that finished
+    if not (rise > options.tolerance and p < options.alpha):
+        return None
+    why = (f"answers cut off at the token cap rose from {b.truncated}/{b.n} to {c.truncated}/{c.n} "
+           f"({rise:+.1f} points; one-sided z test p={p:.3g}); raise --max-tokens or look at the outputs")
+    return CellResult(b, c, "more_truncated", None, p, "z", why)
 
 
 # --- output formats ---------------------------------------------------------------

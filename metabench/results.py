@@ -13,7 +13,19 @@ A row (results.jsonl):
     {"id", "entry", "task", "variant", "index", "length", "length_label",
      "depth", "prompt_sha256", "prompt_tokens", "target", "answers",
      "prediction", "scores": {metric: value in [0, 1]}, "primary": metric,
-     "chance", "output_tokens", "latency_s", "prompt_head", "prompt_tail"}
+     "chance", "output_tokens", "max_new_tokens", "finish_reason", "server_prompt_tokens",
+     "raw_output", "reasoning_field", "reasoning_tokens",
+     "latency_s", "prompt_head", "prompt_tail"}
+
+`max_new_tokens` is the generation cap the backend was given;
+`finish_reason` is stop, length (cut off at that cap) or error (the
+engine or server aborted it); `server_prompt_tokens` is the server's own
+count of the prompt (usage.prompt_tokens), null where none was reported.
+`prediction` is the answer that was scored: `raw_output` with any reasoning
+taken out (metabench/reasoning.py); `reasoning_field` is reasoning a server
+sent apart (null otherwise) and `reasoning_tokens` the reasoning's length in
+the run's tokenizer (null: no reasoning found). Rows imported from lm-eval
+have no cap, finish reason or server count (null).
 
 Every writer (the runner, the lm-eval import, any backend-specific path)
 builds its rows with `result_row`, so the fields, their order and the
@@ -29,7 +41,17 @@ summary.json:
      "provenance": {...},
      "cells": [{"entry", "task", "variant", "length", "length_label", "depth",
                 "n", "primary", "chance",
-                "metrics": {metric: {"mean", "ci_low", "ci_high"}}}]}
+                "metrics": {metric: {"mean", "ci_low", "ci_high"}},
+                "truncated", "errors", "empty",
+                "prompt_tokens": {"intended", "measured"}}]}
+
+A cell counts its `truncated` answers (finish_reason length: cut off at the
+cap, also while still thinking), `errors` (finish_reason error) and `empty`
+answers (nothing left to score); truncated and errors are null when no row
+of the cell records a finish_reason. `prompt_tokens` is the mean prompt
+length the harness measured ("intended") beside the server's own count
+("measured", null where the server reports none): a tokenizer that differs
+from the served model's shows here.
 
 Scores are fractions in [0, 1] everywhere in files; reports show percent.
 Cells: one per (entry, length) over all depths, with "depth": null; entries
@@ -55,8 +77,12 @@ PROMPT_EXCERPT = 400  # characters of prompt head and tail kept per row, for the
 
 
 def result_row(sample: Mapping[str, Any], prediction: str, scores: Mapping[str, float],
-               output_tokens: int | None, latency_s: float | None) -> dict[str, Any]:
-    """One results.jsonl row from a sample (a Sample's fields as a mapping), its prediction and scores."""
+               output_tokens: int | None, latency_s: float | None, *, max_new_tokens: int | None = None,
+               finish_reason: str | None = None, server_prompt_tokens: int | None = None,
+               raw_output: str | None = None, reasoning_field: str | None = None,
+               reasoning_tokens: int | None = None) -> dict[str, Any]:
+    """One results.jsonl row from a sample (a Sample's fields as a mapping), its prediction (the answer that was
+    scored) and scores; the keyword fields are null where the writer cannot know them."""
     prompt: str = sample["prompt"]
     return {
         "id": sample["id"], "entry": sample["entry"], "task": sample["task"], "variant": sample["variant"],
@@ -65,7 +91,10 @@ def result_row(sample: Mapping[str, Any], prediction: str, scores: Mapping[str, 
         "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(), "prompt_tokens": sample["prompt_tokens"],
         "target": sample["target"], "answers": sample["answers"], "prediction": prediction,
         "scores": dict(scores), "primary": sample["metrics"][0], "chance": sample.get("chance", 0.0),
-        "output_tokens": output_tokens, "latency_s": None if latency_s is None else round(latency_s, 4),
+        "output_tokens": output_tokens, "max_new_tokens": max_new_tokens, "finish_reason": finish_reason,
+        "server_prompt_tokens": server_prompt_tokens, "raw_output": prediction if raw_output is None else raw_output,
+        "reasoning_field": reasoning_field, "reasoning_tokens": reasoning_tokens,
+        "latency_s": None if latency_s is None else round(latency_s, 4),
         "prompt_head": prompt[:PROMPT_EXCERPT],
         "prompt_tail": prompt[-PROMPT_EXCERPT:] if len(prompt) > PROMPT_EXCERPT else "",
     }
@@ -126,11 +155,35 @@ def summarize_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "primary": first["primary"],
             "chance": first.get("chance", 0.0),
             "metrics": {m: mean_ci([float(r["scores"][m]) for r in rs if m in r["scores"]]) for m in metrics},
+            **outcome_counts(rs),
         })
     # Stable, readable order: entry as first seen, then length, then depth (overall first).
     entry_rank = {e: i for i, e in enumerate(dict.fromkeys(c["entry"] for c in cells))}
     cells.sort(key=lambda c: (entry_rank[c["entry"]], c["length"], c["depth"] is not None, c["depth"] or 0.0))
     return cells
+
+
+def outcome_counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """truncated / errors / empty answers and intended vs measured prompt tokens of one cell's rows."""
+    known = [r["finish_reason"] for r in rows if r.get("finish_reason")]
+    measured = [r["server_prompt_tokens"] for r in rows if r.get("server_prompt_tokens") is not None]
+    intended = [r["prompt_tokens"] for r in rows if r.get("prompt_tokens") is not None]
+    return {
+        "truncated": known.count("length") if known else None,
+        "errors": known.count("error") if known else None,
+        "empty": sum(1 for r in rows if not str(r.get("prediction", "")).strip()),
+        "prompt_tokens": {"intended": sum(intended) / len(intended) if intended else None,
+                          "measured": sum(measured) / len(measured) if measured else None},
+    }
+
+
+def truncation_warnings(cells: list[dict[str, Any]], option: str = "--max-tokens") -> list[str]:
+    """One line per depth-pooled cell where more than a fifth of the answers hit the token cap."""
+    return [
+        f"{c['truncated']} of {c['n']} answers of {c['entry']} @ {c['length_label']} were cut off at the token cap; "
+        f"their scores count them as wrong: raise {option}"
+        for c in cells if c["depth"] is None and (c.get("truncated") or 0) * 5 > c["n"]
+    ]
 
 
 def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -17,7 +17,14 @@ so a resumed run scores exactly the samples an uninterrupted one would.
 Windows: a length above the model's window is refused unless the user passes
 `allow_beyond_context` or a rope override that extends the window. Every
 prompt's token count is checked before it is sent: a prompt is never
-truncated.
+truncated. A thinking allowance (`max_tokens`) comes on top of each sample's
+answer budget, and prompt + budget + allowance must fit the window too.
+
+Rows score the answer only: reasoning is taken out first (reasoning.py), and
+each row records why its output ended (finish_reason) so that answers cut
+off at the cap are counted per cell, never hidden. `openai-chat` runs are
+measured through the tokenizer's chat template (with the system message) and
+send the same prompt as messages.
 """
 
 from __future__ import annotations
@@ -35,10 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from metabench import __version__
-from metabench.backends import Backend, BackendOptions, Request, make_backend, model_folder, parse_model, read_config, windows
+from metabench.backends import SERVED, Backend, BackendOptions, Completion, Request, make_backend, model_folder, parse_model, read_config, windows
 from metabench.errors import MetabenchError
 from metabench.generate import Options, make_sample
 from metabench.lengths import Length, parse_lengths
+from metabench.reasoning import Thinking, split
 from metabench.results import SUMMARY_FORMAT, read_rows, result_row, summarize_rows, write_json
 from metabench.schema import Sample, dumps
 from metabench.scoring import score
@@ -92,7 +100,7 @@ class _Window:
     def __init__(self, cfg: RunConfig):
         kind, target = parse_model(cfg.model)
         self.kind = kind
-        if kind == "openai":
+        if kind in SERVED:
             self.context = self.native = None
             return
         folder = model_folder(target)
@@ -158,6 +166,26 @@ def _drop_torn_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
+def _row(s: Sample, request: Request, c: Completion, latency: float, thinking: Thinking, tok: Tokenizer) -> dict[str, Any]:
+    """The result row of one completion: its reasoning taken out, the answer scored."""
+    parts = split(c.text, c.reasoning, thinking, s.prompt)
+    fields = dataclasses.asdict(s)
+    return result_row(
+        fields, parts.answer, score(fields, parts.answer), c.n_tokens, latency, max_new_tokens=request.max_new_tokens,
+        finish_reason=c.finish_reason, server_prompt_tokens=c.prompt_tokens, raw_output=c.text,
+        reasoning_field=c.reasoning, reasoning_tokens=None if parts.reasoning is None else tok.count(parts.reasoning),
+    )
+
+
+def chat_messages(prompt: str, frame: tuple[str, str], system: str | None) -> list[dict[str, str]]:
+    """A chat-templated prompt as the messages that render to it: the user message is what the template wraps."""
+    before, after = frame
+    if not (prompt.startswith(before) and prompt.endswith(after)):
+        raise RuntimeError("a chat prompt does not start and end with its template's text")
+    user = prompt[len(before) : len(prompt) - len(after)]
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+
+
 def _finished_summary(cfg: RunConfig, lengths: list[Length], done: set[str]) -> dict[str, Any] | None:
     """The summary of a run that has every row already, or None when there is work left.
 
@@ -179,30 +207,37 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
     """Run (or resume) `cfg`; `backend` reuses an already loaded model for cfg.model."""
     started = time.time()
     kind, target = parse_model(cfg.model)
+    thinking = Thinking.parse(cfg.backend.thinking)
+    if kind == "openai-chat":  # measured through the template the server applies; no answer prefix after it
+        cfg = dataclasses.replace(cfg, options=dataclasses.replace(cfg.options, chat_template=True, answer_prefix=False))
     window = _Window(cfg)
-    tokenizer_path = cfg.tokenizer or (target if kind != "openai" else None)
-    if kind == "openai" and backend is None:  # cheap: ask the server for its model and window first
+    tokenizer_path = cfg.tokenizer or (target if kind not in SERVED else None)
+    if kind in SERVED and backend is None:  # cheap: ask the server for its model and window first
         backend = make_backend(cfg.model, cfg.backend, tokenizer_path)
-    if kind == "openai":
+    if kind in SERVED:
         window.context = window.native = backend.context
     if tokenizer_path is None:
         raise MetabenchError("pass --tokenizer DIR: the model's tokenizer is needed to measure lengths")
     tok = load_tokenizer(tokenizer_path)
+    chat = tok.chat_wrap(cfg.options.system) if kind == "openai-chat" else None  # no template: refused here
     context = cfg.context or window.native
     if context is None:
         raise MetabenchError("the model's context length is unknown: pass --context N")
     lengths = sorted(parse_lengths(list(cfg.suite.lengths), context), key=lambda l: l.tokens)
     limit = window.context
     longest = lengths[-1]
-    if limit and longest.tokens > limit:
-        if kind == "openai":
+    thinking_budget = cfg.backend.max_tokens or 0  # on top of each sample's answer budget
+    need = longest.tokens + thinking_budget
+    plus = f" + --max-tokens {thinking_budget}" if thinking_budget else ""
+    if limit and need > limit:
+        if kind in SERVED:
             raise MetabenchError(
-                f"length {longest.label} ({longest.tokens} tokens) exceeds the server's max_model_len {limit}; "
+                f"length {longest.label} ({longest.tokens} tokens{plus}) exceeds the server's max_model_len {limit}; "
                 "restart the server with a larger --max-model-len (and a rope override) or drop that length"
             )
         if not cfg.allow_beyond_context:
             raise MetabenchError(
-                f"length {longest.label} ({longest.tokens} tokens) exceeds the model's {limit}-token window; pass "
+                f"length {longest.label} ({longest.tokens} tokens{plus}) exceeds the model's {limit}-token window; pass "
                 "--allow-beyond-context to evaluate it anyway, or extend the window with --rope (e.g. YaRN)"
             )
     identity = _identity(cfg, tok, lengths, context)
@@ -212,8 +247,8 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
         return finished
     opts = dataclasses.replace(cfg.options, context=context)
     if backend is None:
-        backend = make_backend(cfg.model, cfg.backend, tokenizer_path, max_len=longest.tokens)
-    name = cfg.name or (Path(target).name if kind != "openai" else getattr(backend, "served", target))
+        backend = make_backend(cfg.model, cfg.backend, tokenizer_path, max_len=need)
+    name = cfg.name or (Path(target).name if kind not in SERVED else getattr(backend, "served", target))
     results = cfg.out / "results.jsonl"
     total = sum(e.samples for e in cfg.suite.entries)
     chunk = max(1, cfg.backend.batch_size) * (1 if kind == "hf" else 8)
@@ -225,7 +260,8 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
             ids = tok.encode(s.prompt, specials=s.add_special_tokens)
             if len(ids) != s.prompt_tokens:
                 raise RuntimeError(f"{s.id}: prompt has {len(ids)} tokens, generation measured {s.prompt_tokens}")
-            requests.append(Request(ids, s.answer_budget))
+            messages = chat_messages(s.prompt, chat, opts.system) if chat else None
+            requests.append(Request(ids, s.answer_budget + thinking_budget, messages))
         return samples, requests
 
     # Work in chunks, length by length. The next chunk's samples are prepared in a
@@ -258,9 +294,7 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
             by_index = dict(zip(order, outs))
             for j, s in enumerate(samples):
                 c = by_index[j]
-                fields = dataclasses.asdict(s)
-                row = result_row(fields, c.text, score(fields, c.text), len(c.token_ids), dt / len(samples))
-                f.write(dumps(row) + "\n")
+                f.write(dumps(_row(s, requests[j], c, dt / len(samples), thinking, tok)) + "\n")
             f.flush()
             if bar:
                 bar.update(len(samples))

@@ -93,8 +93,9 @@ class Tokenizer:
         """The chat template's text for `messages` (the template's own BOS text included)."""
         if not self.has_chat_template():
             raise MetabenchError(
-                f"tokenizer {self.path} has no chat template; drop --chat-template or use a tokenizer folder "
-                "with chat_template.jinja or a chat_template in tokenizer_config.json"
+                f"tokenizer {self.path} has no chat template, and chat prompts are measured with it: use a "
+                "--tokenizer folder with chat_template.jinja or a chat_template in tokenizer_config.json (the served "
+                "model's), or drop --chat-template"
             )
         if self.hf is not None:
             return self.hf.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -102,14 +103,15 @@ class Tokenizer:
 
         return render(self.chat_template, messages, self.special_tokens, add_generation_prompt)
 
-    def chat_wrap(self) -> tuple[str, str]:
-        """The text a chat template puts before and after one user message.
+    def chat_wrap(self, system: str | None = None) -> tuple[str, str]:
+        """The text a chat template puts before and after one user message (after a system message, if any).
 
         Rendered once with a sentinel message and split around it; templates that
         do not insert the message verbatim are refused, since lengths could then
         not be predicted.
         """
-        rendered = self.render_chat([{"role": "user", "content": SENTINEL}])
+        messages = [{"role": "system", "content": system}] if system else []
+        rendered = self.render_chat(messages + [{"role": "user", "content": SENTINEL}])
         if rendered.count(SENTINEL) != 1:
             raise MetabenchError(
                 f"the chat template of {self.path} does not insert the user message verbatim; "
@@ -117,7 +119,6 @@ class Tokenizer:
             )
         before, after = rendered.split(SENTINEL)
         return before, after
-
 
     def chat_turns(self) -> tuple[str, str, str, str]:
         """The template's text around the turns of a conversation: (before, user_end, assistant_end, after).

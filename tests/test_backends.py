@@ -100,8 +100,9 @@ def test_model_specs_and_windows():
     from metabench.errors import MetabenchError
 
     assert parse_model("vllm:/m") == ("vllm", "/m") and parse_model("openai:http://h:1/v1") == ("openai", "http://h:1/v1")
-    for bad in ("gguf:/m", "hf:", "/m"):
-        with pytest.raises(MetabenchError, match="write hf:PATH, vllm:PATH or openai:URL"):
+    assert parse_model("openai-chat:http://h:1/v1") == ("openai-chat", "http://h:1/v1")
+    for bad in ("gguf:/m", "hf:", "/m", "chat:http://h:1/v1"):
+        with pytest.raises(MetabenchError, match="write hf:PATH, vllm:PATH, openai:URL or openai-chat:URL"):
             parse_model(bad)
     assert windows({"max_position_embeddings": 256}, None) == (256, 256)
     assert windows({"max_position_embeddings": 256}, {"rope_type": "yarn", "factor": 2.0}) == (512, 256)

@@ -382,7 +382,7 @@ def test_docs_are_metabench_samples_in_index_major_order(model_dir):
     want = make_sample(entry, Length("1024", 1024), 1, 0, load_tokenizer(model_dir), Options(context=1024))
     assert ds[5]["prompt"] == want.prompt and ds[5]["answer_budget"] == want.answer_budget
     right = doc_scores(ds[5], ds[5]["target"])
-    assert right == {"exact_match": 1.0, "exact_match@1024": 1.0}
+    assert right == {"exact_match": 1.0, "exact_match@1024": 1.0, "exact_match_strict": 1.0, "exact_match_strict@1024": 1.0}
 
 
 @pytest.mark.parametrize("key,meant", [("sample", "samples"), ("lengths", "max_seq_lengths"),
@@ -442,3 +442,22 @@ def test_api_models_must_keep_the_bos_metabench_counts(metaspace_dir):
     with pytest.raises(MetabenchError, match="adds special tokens .*add_bos_token=True"):
         samples(**api)
     assert len(samples(**api, add_bos_token=True)["test"]) == 1
+
+
+def test_thinking_tokens_and_reasoning_in_lm_eval_docs(model_dir):
+    """thinking_tokens widens every doc's max_gen_toks and counts against the limit; reasoning is not scored."""
+    from metabench.lm_eval.dataset import doc_scores, samples
+
+    kw = _kwargs(model_dir, samples=1, max_seq_lengths=[512], entries=["parity/default"])
+    plain = samples(**kw)["test"][0]
+    thinking = samples(**{**kw, "thinking_tokens": 64})["test"][0]
+    assert plain["max_gen_toks"] == plain["answer_budget"] and thinking["max_gen_toks"] == plain["answer_budget"] + 64
+    target = thinking["target"]
+    wrong = "1" if target == "0" else "0"
+    assert doc_scores(thinking, f"<think>maybe {wrong}</think> {target}")["exact_match"] == 1.0
+    assert doc_scores(thinking, f"<think>it is {target}")["exact_match"] == 0.0  # cut off while thinking
+    with pytest.raises(MetabenchError, match=r"1024 tokens \+ 64 thinking"):
+        samples(**{**_kwargs(model_dir, samples=1, max_seq_lengths=[1024], entries=["parity/default"]),
+                   "max_length": 1024, "thinking_tokens": 64})
+    with pytest.raises(MetabenchError, match="enable_thinking acts only through lm-eval's --apply_chat_template"):
+        samples(**{**kw, "enable_thinking": True})

@@ -372,3 +372,26 @@ def test_lm_eval_placeholders_are_missing_never_zero(tmp_path, capsys, placehold
     # A metabench results folder against an lm-eval baseline is a different suite: unusable.
     folder = write_results(tmp_path / "folder", samples=5, accuracy=0.8)
     assert check(folder, tmp_path / "b.json").exit_code == 2
+
+
+def test_a_rise_in_truncated_answers_is_a_finding_of_its_own(tmp_path, capsys):
+    def cut(k: int):
+        def mutate(row):
+            hit = row["entry"] == "parity/default" and row["length_label"] == "1x" and row["index"] < k
+            row["finish_reason"] = "length" if hit else "stop"
+        return mutate
+
+    base = write_results(tmp_path / "base", samples=200, accuracy=0.8, mutate=cut(0))
+    baseline = write_baseline(base, tmp_path / "base.json")
+    assert check(write_results(tmp_path / "few", samples=200, accuracy=0.8, mutate=cut(3)), baseline).exit_code == 0
+    many = write_results(tmp_path / "many", samples=200, accuracy=0.8, mutate=cut(30))  # same scores, more cut off
+    assert main(["check", str(many), "--baseline", str(baseline)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: 1 more truncated of 18 cells" in out
+    assert "MORE_TRUNCATED parity/default @ 1x (4096 tokens): answers cut off at the token cap rose from 0/200 to 30/200" in out
+    old = load_baseline(baseline)  # a baseline that records no finish reasons tests scores only
+    raw = json.loads(baseline.read_text())
+    for c in raw["cells"]:
+        c.pop("truncated")
+    baseline.write_text(json.dumps(raw))
+    assert check(many, baseline).exit_code == 0 and len(old["cells"]) == len(raw["cells"])

@@ -79,6 +79,15 @@ def test_results_and_summary(reference_run, tiny_llama_dir):
         assert m["mean"] == pytest.approx(sum(scores) / len(scores))
         assert m["ci_low"] <= m["mean"] <= m["ci_high"]
     assert "needle/single" in stdout and "0.5x" in stdout
+    # Answers that ran to the cap are counted per cell, never hidden (the tiny model often does not stop).
+    for r in rows:
+        assert r["finish_reason"] == ("length" if r["output_tokens"] == r["max_new_tokens"] else "stop"), r
+        assert r["server_prompt_tokens"] is None
+    for c in overall:
+        mine = [r for r in rows if r["entry"] == c["entry"] and r["length"] == c["length"]]
+        assert c["truncated"] == sum(r["finish_reason"] == "length" for r in mine) and c["errors"] == 0
+        assert c["empty"] == sum(not r["prediction"].strip() for r in mine)
+        assert c["prompt_tokens"] == {"intended": sum(r["prompt_tokens"] for r in mine) / len(mine), "measured": None}
 
 
 @pytest.mark.slow
@@ -171,8 +180,12 @@ def test_bad_input_is_one_clear_line(reference_run, tiny_llama_dir, tmp_path):
         (["--model", f"hf:{tiny_llama_dir}", "--suite", suite, "--seed", "4", "--out", str(ref)], "different settings (suite differ)"),
         (["--model", f"openai:http://127.0.0.1:{free_port()}/v1", "--tokenizer", str(tiny_llama_dir), "--retries", "2",
           "--suite", suite, "--out", str(tmp_path / "c")], "after 2 attempts"),
-        (["--model", "gguf:/x", "--suite", suite, "--out", str(tmp_path / "d")], "write hf:PATH, vllm:PATH or openai:URL"),
+        (["--model", "gguf:/x", "--suite", suite, "--out", str(tmp_path / "d")], "write hf:PATH, vllm:PATH, openai:URL or openai-chat:URL"),
         (["--model", f"hf:{tiny_llama_dir}", "--suite", suite, "--rope", "yarn:factor=1", "--out", str(tmp_path / "e")], "factor > 1"),
+        (["--model", f"hf:{tiny_llama_dir}", "--suite", suite, "--thinking", "always", "--out", str(tmp_path / "f")],
+         "--thinking 'always': write auto, none, or the start and end strings of the reasoning"),
+        (["--model", f"hf:{tiny_llama_dir}", "--suite", suite, "--max-tokens", "0", "--out", str(tmp_path / "g")],
+         "--max-tokens must be a positive number"),
     ]
     for args, message in cases:
         r = _run(*args)

@@ -13,7 +13,13 @@ strings: scoring decides what part of the output counts (see scoring.py), the
 same way for every backend.
 
 Model specs: `hf:PATH`, `vllm:PATH`, `openai:URL` (an OpenAI-compatible
-`/v1` base URL). Heavy libraries are imported inside each backend module.
+`/v1` base URL, completions) and `openai-chat:URL` (its chat completions:
+the request carries the same prompt as messages, see openai.py). Heavy
+libraries are imported inside each backend module.
+
+Each Completion says why it ended (`finish_reason`: stop, length, error), so
+answers cut off at the cap are counted rather than silently scored 0, and
+carries the server's own prompt token count where it reports one.
 """
 
 from __future__ import annotations
@@ -26,19 +32,46 @@ from typing import Any, Literal, Protocol
 
 from metabench.errors import MetabenchError
 
-Kind = Literal["hf", "vllm", "openai"]
+Kind = Literal["hf", "vllm", "openai", "openai-chat"]
+SERVED: tuple[Kind, ...] = ("openai", "openai-chat")  # backends behind a URL: the server knows the window
 
 
 @dataclass(frozen=True)
 class Request:
-    token_ids: list[int]
+    token_ids: list[int]  # the whole prompt, chat template included when there is one
     max_new_tokens: int
+    messages: list[dict[str, str]] | None = None  # the same prompt as chat messages (for chat APIs)
+
+
+FinishReason = Literal["stop", "length", "error"]
 
 
 @dataclass(frozen=True)
 class Completion:
+    """What a model sent back for one request.
+
+    `finish_reason`: stop (EOS or a stop condition), length (the cap cut it off)
+    or error (the server aborted or filtered it). `prompt_tokens` is the
+    server's own count of the prompt (usage.prompt_tokens), when it reports one;
+    `completion_tokens` likewise, for servers that send no token ids.
+    """
+
     text: str
     token_ids: list[int]
+    finish_reason: FinishReason = "stop"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning: str | None = None  # reasoning a server sent in a field of its own (reasoning_content)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids) if self.token_ids or self.completion_tokens is None else self.completion_tokens
+
+
+def finish_reason(reason: Any) -> FinishReason:
+    """An engine's or server's finish reason in the contract's terms: vLLM's abort, a content filter,
+    anything unknown is an error (counted, never taken for a normal stop)."""
+    return reason if reason in ("stop", "length") else "error"
 
 
 @dataclass(frozen=True)
@@ -55,12 +88,22 @@ class BackendOptions:
     rope_parameters: dict[str, Any] | None = None  # e.g. YaRN: {"rope_type": "yarn", "factor": 2.0, ...}
     served_model: str | None = None  # openai: model name; default: the server's first model
     retries: int = 5  # openai: attempts per request before giving up
-    timeout_s: float = 600.0  # openai: per request
+    timeout_s: float = 120.0  # openai: seconds per request (a long prefill on a busy server fits; a hung one does not)
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the variable holding the key (the key itself is never stored)
+    thinking: str = "auto"  # auto | none | START,END: how reasoning is told from the answer (metabench/reasoning.py)
+    max_tokens: int | None = None  # tokens for thinking, on top of each sample's answer budget
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
-        """The options that can change predictions (batching and timeouts cannot, for greedy decoding)."""
-        return {"dtype": self.dtype, "rope_parameters": self.rope_parameters}
+        """The options that can change predictions (batching and timeouts cannot, for greedy decoding).
+
+        Thinking options join only when set, so runs from before they existed keep their identity."""
+        out: dict[str, Any] = {"dtype": self.dtype, "rope_parameters": self.rope_parameters}
+        if self.thinking != "auto":
+            out["thinking"] = self.thinking
+        if self.max_tokens is not None:
+            out["max_tokens"] = self.max_tokens
+        return out
 
 
 class Backend(Protocol):
@@ -79,8 +122,8 @@ class Backend(Protocol):
 
 def parse_model(spec: str) -> tuple[Kind, str]:
     kind, sep, target = spec.partition(":")
-    if not sep or kind not in ("hf", "vllm", "openai") or not target:
-        raise MetabenchError(f"--model {spec!r}: write hf:PATH, vllm:PATH or openai:URL")
+    if not sep or kind not in ("hf", "vllm", "openai", "openai-chat") or not target:
+        raise MetabenchError(f"--model {spec!r}: write hf:PATH, vllm:PATH, openai:URL or openai-chat:URL")
     return kind, target  # type: ignore[return-value]
 
 
@@ -140,6 +183,10 @@ def make_backend(spec: str, options: BackendOptions, tokenizer_path: str | None 
         from metabench.backends.vllm import VLLMBackend
 
         return VLLMBackend(target, options, tokenizer_path, max_len)
+    if kind == "openai-chat":
+        from metabench.backends.openai import OpenAIChatBackend
+
+        return OpenAIChatBackend(target, options, tokenizer_path)
     from metabench.backends.openai import OpenAIBackend
 
     return OpenAIBackend(target, options, tokenizer_path)

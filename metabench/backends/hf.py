@@ -79,9 +79,10 @@ class HFBackend:
                     pad_token_id=self.pad, eos_token_id=self.eos,
                 )
             for j, r in enumerate(batch):
-                toks = gen[j, width : width + r.max_new_tokens].tolist()
-                toks = _until_eos(toks, self.eos)
-                out.append(Completion(self.tok.backend.decode(toks, skip_special_tokens=True), toks))
+                full = gen[j, width : width + r.max_new_tokens].tolist()
+                toks = _until_eos(full, self.eos)
+                reason = "length" if len(toks) == r.max_new_tokens else "stop"  # no EOS within the cap
+                out.append(Completion(self.tok.backend.decode(toks, skip_special_tokens=True), toks, reason))
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from metabench.backends import BackendOptions, Completion, Request, folder_hashes, model_folder, read_config, windows
+from metabench.backends import BackendOptions, Completion, Request, finish_reason, folder_hashes, model_folder, read_config, windows
 from metabench.errors import MetabenchError
 
 
@@ -60,7 +60,8 @@ class VLLMBackend:
         prompts = [TokensPrompt(prompt_token_ids=r.token_ids) for r in requests]
         params = [SamplingParams(temperature=0.0, max_tokens=r.max_new_tokens, skip_special_tokens=True) for r in requests]
         outs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [Completion(o.outputs[0].text, list(o.outputs[0].token_ids)) for o in outs]
+        return [Completion(o.outputs[0].text, list(o.outputs[0].token_ids), finish_reason(o.outputs[0].finish_reason),
+                           len(o.prompt_token_ids)) for o in outs]
 
     def describe(self) -> dict[str, Any]:
         import torch
@@ -79,3 +80,4 @@ class VLLMBackend:
 
     def close(self) -> None:
         del self.llm
+

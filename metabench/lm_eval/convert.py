@@ -31,6 +31,7 @@ from metabench.errors import MetabenchError
 from metabench.lm_eval.dataset import from_doc
 from metabench.lm_eval.scores import find_results
 from metabench.lm_eval.settings import LM_EVAL_KEYS
+from metabench.reasoning import Thinking, split
 from metabench.results import SUMMARY_FORMAT, result_row, summarize_rows, write_json
 from metabench.schema import dumps
 from metabench.scoring import score
@@ -74,6 +75,7 @@ def to_row(record: dict[str, Any], where: str) -> dict[str, Any]:
     prediction = record["filtered_resps"][0]
     if not isinstance(prediction, str):
         raise MetabenchError(f"{where}: sample {doc['id']} has a non-text response {prediction!r}")
+    raw, prediction = prediction, split(prediction, None, Thinking(), doc["prompt"]).answer  # as doc_scores scored it
     scores = score(doc, prediction)
     for metric, value in scores.items():
         logged = record.get(metric)
@@ -82,7 +84,7 @@ def to_row(record: dict[str, Any], where: str) -> dict[str, Any]:
                 f"{where}: sample {doc['id']}: lm-eval logged {metric}={logged} but metabench scores {value}; "
                 "the run used another version of metabench's tasks"
             )
-    return result_row(doc, prediction, scores, output_tokens=None, latency_s=None)
+    return result_row(doc, prediction, scores, output_tokens=None, latency_s=None, raw_output=raw)
 
 
 def _context(docs: list[dict[str, Any]], metadata: dict[str, Any]) -> int | None:

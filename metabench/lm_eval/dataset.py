@@ -10,6 +10,12 @@ Doc order is index-major (every entry and length at index 0, then index 1,
 ...), so `--limit N` keeps whole rounds instead of the first entry's first
 length only.
 
+Reasoning models: a doc's `max_gen_toks` is its answer budget plus
+`--metadata thinking_tokens=N`, and the prediction's reasoning (`<think>`
+... `</think>`, or all of it when cut off while thinking) is taken out
+before scoring, whether or not lm-eval's `think_end_token` already did
+(lm-eval keeps the whole output when that token never comes).
+
 Scores per doc (`doc_scores`): every metric the sample names, under its plain
 name (aggregated over all lengths) and under `metric@tokens`, e.g.
 `exact_match@1024`. A doc reports only its own length's keys; lm-eval
@@ -33,8 +39,9 @@ from typing import Any, Iterator, Mapping
 from metabench.generate import Options, check_lengths, make_sample
 from metabench.lengths import Length
 from metabench.lm_eval.settings import Settings, check_fits, check_specials, read_settings
+from metabench.reasoning import Thinking, split
 from metabench.schema import Sample, dumps
-from metabench.scoring import score
+from metabench.scoring import score, scored_metrics
 from metabench.suite import Suite, parse_suite
 from metabench.tokenizer import Tokenizer, load_tokenizer
 
@@ -45,8 +52,10 @@ def metric_key(metric: str, length: int) -> str:
     return f"{metric}@{length}"
 
 
-def to_doc(sample: Sample) -> dict[str, Any]:
+def to_doc(sample: Sample, thinking_tokens: int = 0) -> dict[str, Any]:
+    """The sample's fields, plus max_gen_toks: its answer budget and the thinking allowance."""
     doc = asdict(sample)
+    doc["max_gen_toks"] = sample.answer_budget + thinking_tokens
     for k in JSON_FIELDS:
         doc[k] = dumps(doc[k])
     return doc
@@ -62,8 +71,8 @@ def from_doc(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def doc_scores(doc: Mapping[str, Any], prediction: str) -> dict[str, float]:
-    """Overall and per-length scores of one prediction, with metabench's own metrics."""
-    scores = score(doc, prediction)
+    """Overall and per-length scores of one prediction's answer (reasoning taken out), with metabench's metrics."""
+    scores = score(doc, split(prediction, None, Thinking(), doc["prompt"]).answer)
     return {**scores, **{metric_key(m, int(doc["length"])): v for m, v in scores.items()}}
 
 
@@ -72,18 +81,19 @@ def metric_names(docs: Iterator[Mapping[str, Any]]) -> list[str]:
     metrics: dict[str, None] = {}
     lengths: set[int] = set()
     for d in docs:
-        metrics.update(dict.fromkeys(d["metrics"]))
+        metrics.update(dict.fromkeys(scored_metrics(d["metrics"])))
         lengths.add(int(d["length"]))
     return [*metrics, *(metric_key(m, n) for m in metrics for n in sorted(lengths))]
 
 
-def iter_docs(suite: Suite, lengths: tuple[Length, ...], tok: Tokenizer, opts: Options) -> Iterator[dict[str, Any]]:
+def iter_docs(suite: Suite, lengths: tuple[Length, ...], tok: Tokenizer, opts: Options,
+              thinking: int = 0) -> Iterator[dict[str, Any]]:
     rounds = max(e.samples for e in suite.entries)
     for i in range(rounds):
         for entry in suite.entries:
             if i < entry.samples:
                 for length in lengths:
-                    yield to_doc(make_sample(entry, length, i, suite.seed, tok, opts))
+                    yield to_doc(make_sample(entry, length, i, suite.seed, tok, opts), thinking)
 
 
 def build(settings: Settings, task: str = "metabench") -> list[dict[str, Any]]:
@@ -93,7 +103,7 @@ def build(settings: Settings, task: str = "metabench") -> list[dict[str, Any]]:
     suite = parse_suite(settings.suite, f"{task} (lm-eval)")
     opts = Options(context=settings.context, marker=settings.marker, chat_template=settings.chat_template)
     check_lengths(suite, tok, opts)  # a length too short for an entry fails before any generation
-    return list(iter_docs(suite, settings.lengths, tok, opts))
+    return list(iter_docs(suite, settings.lengths, tok, opts, settings.thinking_tokens))
 
 
 def samples(**kwargs: Any) -> dict[str, Any]:

@@ -45,6 +45,8 @@ METADATA_KEYS: dict[str, str] = {
     "marker": "meta-token string inserted at each task's meta-token positions; default none",
     "chat_template": "true: wrap prompts in the tokenizer's chat template, counted in the length; default false",
     "tokenizer": "tokenizer folder measuring lengths; default the model's (`pretrained`, else `model`)",
+    "thinking_tokens": "tokens a reasoning model may think, on top of each sample's answer budget "
+                       "(the reasoning is taken out before scoring); default 0",
 }
 DEFAULTS: dict[str, Any] = {
     "max_seq_lengths": ("0.25x", "0.5x", "1x"),  # fit every model's own max_length: no flag needed
@@ -52,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "data_seed": 0,
     "marker": None,
     "chat_template": False,
+    "thinking_tokens": 0,
 }
 MODEL_KEYS = ("pretrained", "model", "tokenizer", "max_length", "max_model_len", "base_url")
 LM_EVAL_KEYS = ("version", "config_source", "entries")  # lm-eval's task metadata; our YAMLs' dataset_kwargs
@@ -90,6 +93,7 @@ class Settings:
     tokenizer: str  # local folder
     context: int | None
     limit: Limit
+    thinking_tokens: int = 0  # added to every doc's max_gen_toks, and counted against the limit
     # An API model (base_url) sending token ids without a BOS: lm-eval's TemplateAPI default, unlike HF and vLLM.
     api_without_bos: bool = False
 
@@ -298,6 +302,12 @@ def read_settings(kwargs: Mapping[str, Any]) -> Settings:
     if not entries or not isinstance(entries, (list, tuple)):
         raise MetabenchError("a metabench task YAML must list its entries in dataset_kwargs: {entries: [family/variant, ...]}")
     get = lambda k: kwargs[k] if kwargs.get(k) is not None else DEFAULTS.get(k)  # noqa: E731
+    if str(kwargs.get("enable_thinking", "")).lower() == "true":
+        raise MetabenchError(
+            "enable_thinking acts only through lm-eval's --apply_chat_template, which rewrites prompts after "
+            "metabench fitted them to their lengths; use --metadata chat_template=true (the tokenizer's template, "
+            "thinking as it defaults) with thinking_tokens=N, and think_end_token if you like"
+        )
     tokenizer = resolve_tokenizer(kwargs)  # first: without a tokenizer nothing else can be measured
     context = resolve_context(kwargs)
     marker = get("marker")
@@ -313,6 +323,7 @@ def read_settings(kwargs: Mapping[str, Any]) -> Settings:
         tokenizer=tokenizer,
         context=context,
         limit=resolve_limit(kwargs),
+        thinking_tokens=_count(get("thinking_tokens"), "thinking_tokens", 0),
         api_without_bos="base_url" in kwargs and kwargs.get("add_bos_token") is not True
         and kwargs.get("tokenized_requests") is not False,
     )
@@ -328,12 +339,14 @@ def check_specials(settings: Settings, tok: Tokenizer, task: str = "metabench") 
 
 
 def check_fits(settings: Settings, task: str = "metabench") -> None:
-    """Refuse lengths that lm-eval would cut: a sample of length L needs prompt + answer budget <= L <= limit."""
-    over = [l for l in settings.lengths if l.tokens > settings.limit.tokens]
+    """Refuse lengths that lm-eval would cut: a sample of length L needs prompt + answer budget <= L, and
+    L + thinking_tokens <= limit."""
+    extra = settings.thinking_tokens
+    over = [l for l in settings.lengths if l.tokens + extra > settings.limit.tokens]
     if not over:
         return
-    need = max(l.tokens for l in settings.lengths) + settings.limit.reserve
-    labels = ", ".join(f"{l.label} ({l.tokens} tokens)" for l in over)
+    need = max(l.tokens for l in settings.lengths) + extra + settings.limit.reserve
+    labels = ", ".join(f"{l.label} ({l.tokens} tokens{f' + {extra} thinking' if extra else ''})" for l in over)
     raise LengthError(
         f"{task}: lengths {labels} exceed the {settings.limit.tokens} tokens lm-eval allows this model "
         f"({settings.limit.source}); lm-eval would silently cut the start of those prompts. "

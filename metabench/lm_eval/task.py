@@ -3,14 +3,20 @@
 The YAMLs name this class (`class: !function metabench.lm_eval.task.MetabenchTask`)
 and keep the data wiring (custom_dataset, entries, doc fields). The class adds:
 
-- per-doc `max_gen_toks` = the sample's answer budget. A sample of length L
+- per-doc `max_gen_toks` = the sample's answer budget (plus `--metadata
+  thinking_tokens=N` for reasoning models). A sample of length L
   has prompt + answer budget <= L, so once L fits lm-eval's max_length
   (checked in custom_dataset) the prompt is never cut; a task-wide
   max_gen_toks would either cut prompts or waste tokens.
 - a guard that the request's context IS the sample's prompt: lm-eval options
   that rewrite prompts (--apply_chat_template, --system_instruction,
   --num_fewshot) would break the exact lengths, so they are refused with the
-  metabench way to get the same thing.
+  metabench way to get the same thing (`--metadata chat_template=true`
+  renders the template inside the measured length). lm-eval's thinking
+  options that do not rewrite the prompt work: `think_end_token` (the
+  reasoning is taken out again by metabench, which also catches an output
+  cut off before the end token); `enable_thinking` only acts through
+  --apply_chat_template, and is refused with it.
 - scores from metabench.scoring, overall and per length (`exact_match@1024`),
   aggregated with lm-eval's own `mean` (so standard errors are reported) and
   marked higher-is-better; names are known once the docs exist.
@@ -49,7 +55,8 @@ class MetabenchTask(ConfigurableTask):
                 "(prompt + budget = the sample's length); do not pass it in --gen_kwargs"
             )
         inst = super().construct_requests(doc, ctx, **kwargs)
-        inst.arguments = (inst.arguments[0], {**inst.arguments[1], "max_gen_toks": int(doc["answer_budget"])})
+        budget = doc.get("max_gen_toks", doc["answer_budget"])  # docs logged before thinking_tokens existed
+        inst.arguments = (inst.arguments[0], {**inst.arguments[1], "max_gen_toks": int(budget)})
         return inst
 
     def process_results(self, doc: dict, results: list[str]) -> dict[str, float]:

@@ -67,6 +67,7 @@ class Score:
     low: float | None = None
     high: float | None = None
     n: int | None = None
+    note: str = ""  # answers cut off, failed or empty, when there are any
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,13 @@ class AnalysisView:
 def score(mean: float, cell: Cell | None = None) -> Score:
     if cell is None:
         return Score(100 * mean, score_colour(mean))
-    return Score(100 * mean, score_colour(mean), 100 * cell.low, 100 * cell.high, cell.n)
+    return Score(100 * mean, score_colour(mean), 100 * cell.low, 100 * cell.high, cell.n, outcome_note(cell))
+
+
+def outcome_note(cell: Cell) -> str:
+    """'3 cut off · 1 empty' for a cell's answers that could not score; '' when every answer finished."""
+    parts = [f"{n} {what}" for n, what in ((cell.truncated, "cut off"), (cell.errors, "failed"), (cell.empty, "empty")) if n]
+    return " · ".join(parts)
 
 
 def columns(run: Run) -> tuple[Column, ...]:

@@ -38,6 +38,9 @@ class Cell:
     mean: float
     low: float
     high: float
+    truncated: int | None = None  # answers cut off at the token cap (None: not recorded, e.g. imported)
+    errors: int | None = None
+    empty: int = 0
 
     @classmethod
     def from_summary(cls, c: dict[str, Any], where: str) -> "Cell":
@@ -48,9 +51,14 @@ class Cell:
                 label=str(c["length_label"]), depth=None if c["depth"] is None else float(c["depth"]),
                 n=int(c["n"]), primary=str(c["primary"]), chance=float(c.get("chance") or 0.0),
                 mean=float(m["mean"]), low=float(m["ci_low"]), high=float(m["ci_high"]),
+                truncated=_count(c.get("truncated")), errors=_count(c.get("errors")), empty=_count(c.get("empty")) or 0,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetabenchError(f"{where}: a cell lacks or has a bad {exc} (cell: {str(c)[:120]})") from None
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass(frozen=True)
