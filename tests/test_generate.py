@@ -38,6 +38,7 @@ def test_golden_hashes(bytelevel, tmp_path):
     assert hashlib.sha256(out.read_bytes()).hexdigest()[:16] == GOLDEN_FILE
 
 
+@pytest.mark.slow
 def test_byte_identical_across_processes(bytelevel_dir, tmp_path):
     outs = []
     for name in ("a.jsonl", "b.jsonl"):
@@ -80,6 +81,7 @@ def test_cli_tasks_lists_every_family_and_variant():
     assert "multikey" in r.stdout and "multiquery" in r.stdout
 
 
+@pytest.mark.slow
 def test_cli_generate_with_flags(bytelevel_dir, tmp_path):
     out = tmp_path / "x.jsonl"
     r = _run("generate", "--tokenizer", str(bytelevel_dir), "--context", "2048", "--lengths", "0.5x,2x",
@@ -94,6 +96,7 @@ def test_cli_generate_with_flags(bytelevel_dir, tmp_path):
     assert all(r["marker"] == "<|meta|>" for r in rows)
 
 
+@pytest.mark.slow
 def test_default_tokenizer_is_bundled(tmp_path):
     r = _run("generate", "--suite", "smoke", "--context", "1024", "--quiet", "--out", str(tmp_path / "d.jsonl"))
     assert r.returncode == 0, r.stderr
@@ -106,6 +109,7 @@ def _bad_yaml(tmp_path: Path, text: str) -> str:
     return str(p)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--tasks", "neddle"], "unknown task 'neddle'; did you mean needle"),
     (["--tasks", "needle:multikye"], "unknown variant 'multikye' of task needle; did you mean multikey"),
@@ -126,6 +130,7 @@ def test_cli_bad_input_one_line_no_output(bytelevel_dir, tmp_path, args, message
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_unreadable_tokenizer(tmp_path):
     (tmp_path / "tok").mkdir()
     (tmp_path / "tok" / "tokenizer.json").write_text("{not json")

@@ -328,6 +328,7 @@ def _evaluate(tasks: list[str], tm, **kwargs) -> dict:
     return simple_evaluate(model=oracle(512), tasks=tasks, task_manager=tm, **kwargs)
 
 
+@pytest.mark.slow
 def test_per_length_metrics_count_only_their_own_samples(model_dir):
     meta = {"pretrained": str(model_dir), "samples": 2, "max_seq_lengths": ["0.5x", "1x"]}
     res = _evaluate(["metabench_all"], _task_manager(meta))
@@ -340,6 +341,7 @@ def test_per_length_metrics_count_only_their_own_samples(model_dir):
     assert res["results"]["metabench_all"]["exact_match,none"] == 0.5
 
 
+@pytest.mark.slow
 def test_options_that_rewrite_prompts_are_refused(model_dir):
     tm = _task_manager({"pretrained": str(model_dir), "samples": 1, "max_seq_lengths": [512]})
     with pytest.raises(MetabenchError, match="changed the prompt of sample .*chat_template=true"):

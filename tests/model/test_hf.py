@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -75,6 +76,7 @@ REMOTE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_trust_remote_code_in_fresh_process_without_metabench(hf_model, ids_with_meta, tmp_path):
     model = hf_model()
     ckpt = tmp_path / "ckpt"
@@ -126,6 +128,7 @@ def test_labels_at_meta_positions_take_no_loss(hf_model, ids_with_meta, meta_id)
     torch.testing.assert_close(base, want)
 
 
+@pytest.mark.slow
 def test_training_step_reduces_loss(hf_model, ids_with_meta):
     model = hf_model(seed=3).train()
     ids = ids_with_meta([[2, 9], [5]], 32, seed=3)
