@@ -34,7 +34,7 @@ import urllib.request
 from pathlib import Path
 
 from metabench.backends import BackendOptions
-from metabench.cli import default_tokenizer
+from metabench.reference_tokenizer import BUNDLED
 from metabench.runner import RunConfig, run
 from metabench.suite import load_suite
 
@@ -51,7 +51,7 @@ def small_chat_llama(folder: Path, context: int) -> Path:
     from metabench.tokenizer import load_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    for f in Path(default_tokenizer()).iterdir():
+    for f in BUNDLED.iterdir():
         shutil.copy(f, folder / f.name)
     cfg = json.loads((folder / "tokenizer_config.json").read_text())
     cfg["chat_template"] = TEMPLATE
