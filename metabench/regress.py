@@ -39,8 +39,10 @@ lm-eval import, a baseline from before they were recorded) it is not tested.
 
 Nothing passes silently: a baseline cell missing from the results and a cell
 with fewer samples than the baseline fail with their reason (exit 1). A
-different suite, seed, lengths, entries or primary metric makes the comparison
-meaningless: "unusable input", exit 2, reported in every output format.
+different suite, seed, lengths, entries or primary metric, or a baseline with
+no cell for some (entry, length) of the results (or none at all), makes the
+comparison meaningless: "unusable input", exit 2, reported in every output
+format.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from xml.etree import ElementTree as ET
 from metabench import stats as st
 from metabench.errors import MetabenchError
 from metabench.lm_eval.scores import is_lm_eval_output, read_scores
-from metabench.results import read_rows, read_summary, write_json
+from metabench.results import check_counts, load_rows, read_summary, write_json
 
 BASELINE_FORMAT = "metabench.baseline/2"
 READABLE_FORMATS = ("metabench.baseline/1", BASELINE_FORMAT)
@@ -155,16 +157,10 @@ def read_run(folder: str | Path) -> Run:
     rows_path = folder / "results.jsonl"
     if not rows_path.is_file():
         raise MetabenchError(f"{folder}: no results.jsonl; baselines and checks need the per-sample scores")
-    try:
-        stats = cell_stats(list(read_rows(rows_path)))
-    except KeyError as exc:
-        raise MetabenchError(f"{rows_path}: a row lacks key {exc}") from None
-    for c in summary.get("cells", []):
-        s = stats.get((c["entry"], c["length_label"], c["depth"]))
-        if s is None or s.n != c["n"]:
-            raise MetabenchError(f"{folder}: summary.json and results.jsonl disagree on cell {c['entry']} @ "
-                                 f"{c['length_label']} (n {c['n']} vs {s.n if s else 0}); the run is incomplete or edited")
-    return Run(suite_identity(summary.get("suite", {})), summary.get("model"), summary.get("provenance", {}), stats, {})
+    rows = load_rows(rows_path)
+    check_counts(summary, rows, folder)
+    return Run(suite_identity(summary.get("suite", {})), summary.get("model"), summary.get("provenance", {}),
+               cell_stats(rows), {})
 
 
 def make_baseline(results: str | Path) -> dict[str, Any]:
@@ -307,10 +303,23 @@ def identity_problems(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
     return out
 
 
+def coverage_problems(base_cells: list[CellStats], stats: dict[Key, CellStats]) -> list[str]:
+    """A baseline must hold a cell for every (entry, length) of the results: a check of nothing passes nothing."""
+    covered = {b.key for b in base_cells if b.depth is None}
+    if not covered:
+        return ["the baseline holds no cells; make it again with `metabench baseline RESULTS --out FILE`"]
+    bare = [f"{s.entry} @ {s.label}" for key, s in stats.items() if key[2] is None and key not in covered]
+    if not bare:
+        return []
+    more = f" and {len(bare) - 3} more" if len(bare) > 3 else ""
+    return [f"the baseline has no cell for {len(bare)} of the results' (entry, length) pairs "
+            f"({', '.join(bare[:3])}{more}); make it from a run of the same suite and lengths"]
+
+
 def check(results: str | Path, baseline: str | Path, options: CheckOptions = CheckOptions()) -> CheckReport:
     base = load_baseline(baseline)
     run = read_run(results)
-    problems = identity_problems(base["suite"], run.suite)
+    problems = identity_problems(base["suite"], run.suite) + coverage_problems(base["cells"], run.stats)
     tested: list[tuple[CellStats, CellStats, float, Comparison]] = []
     cells: list[CellResult] = []
     for b in (c for c in base["cells"] if c.depth is None):

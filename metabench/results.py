@@ -3,8 +3,11 @@
 A results folder (`metabench run --out results/NAME`, or `metabench
 import-lm-eval`) holds:
 
-    config.json     what defines the run (model, suite, seed, lengths, options);
-                    a resumed run must match it exactly
+    config.json     {"identity": what defines the run (model, weights and tokenizer
+                    fingerprints, suite, seed, lengths, options), "weights": the
+                    weights' hashes with each file's [size, mtime_ns], ...};
+                    a resumed run must match the identity exactly
+    .lock           while a run writes: its PID, under flock (metabench.lock)
     results.jsonl   one row per scored sample, appended and flushed as it finishes
     summary.json    scores per cell with 95% confidence intervals, plus provenance
 
@@ -53,6 +56,12 @@ length the harness measured ("intended") beside the server's own count
 ("measured", null where the server reports none): a tokenizer that differs
 from the served model's shows here.
 
+Every reader takes rows through `load_rows`: a line that is not an object with
+the keys in ROW_KEYS is an error naming the line, and each sample id counts
+once. A row repeated verbatim (latency aside: two writers into one folder,
+a copied line) is kept once and the repeated ids are named on stderr; one id
+with two different rows means the folder mixes two runs, and is an error.
+
 Scores are fractions in [0, 1] everywhere in files; reports show percent.
 Cells: one per (entry, length) over all depths, with "depth": null; entries
 whose samples have depths (needles, ...) also get one cell per (entry,
@@ -69,9 +78,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from metabench.errors import MetabenchError
+from metabench.errors import MetabenchError, warn
 
 SUMMARY_FORMAT = "metabench.summary/1"
+ROW_KEYS = ("id", "entry", "task", "variant", "index", "length", "length_label", "scores", "primary")
 Z95 = 1.959963984540054
 PROMPT_EXCERPT = 400  # characters of prompt head and tail kept per row, for the report's sample browser
 
@@ -198,6 +208,55 @@ def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
         except json.JSONDecodeError:
             raise MetabenchError(f"{path}: line {i + 1} is not valid JSON; the file is damaged") from None
+
+
+def _named(ids: list[str], limit: int = 3) -> str:
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return ", ".join(ids[:limit]) + more
+
+
+def unique_rows(rows: Iterable[Any], where: str) -> list[dict[str, Any]]:
+    """`rows` checked for ROW_KEYS, each id once (see the module docstring); `where` names the source in messages."""
+    out: dict[str, dict[str, Any]] = {}
+    repeated: list[str] = []
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise MetabenchError(f"{where}: row {n} is {type(row).__name__}, not a result object; the file is damaged")
+        missing = [k for k in ROW_KEYS if k not in row]
+        if missing:
+            raise MetabenchError(f"{where}: row {n} lacks {', '.join(missing)}; the file is damaged or not a results file")
+        first = out.setdefault(row["id"], row)
+        if first is row:
+            continue
+        if {**first, "latency_s": None} != {**row, "latency_s": None}:
+            raise MetabenchError(f"{where}: sample {row['id']} has two different rows; the folder mixes two runs "
+                                 "(rerun into a new --out folder)")
+        repeated.append(row["id"])
+    if repeated:
+        warn(f"{where}: {len(repeated)} repeated row(s) counted once ({_named(sorted(set(repeated)))})")
+    return list(out.values())
+
+
+def load_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a results.jsonl as every reader should see them: checked, each sample once."""
+    return unique_rows(read_rows(path), str(path))
+
+
+def check_counts(summary: dict[str, Any], rows: list[dict[str, Any]], folder: str | Path) -> None:
+    """Refuse a summary.json whose cells count other samples than the rows do (edited, stale or double-counted)."""
+    counts: dict[tuple, int] = defaultdict(int)
+    for r in rows:
+        counts[(r["entry"], r["length_label"], None)] += 1
+        if r.get("depth") is not None:
+            counts[(r["entry"], r["length_label"], float(r["depth"]))] += 1
+    for c in summary.get("cells", []):
+        depth = None if c.get("depth") is None else float(c["depth"])
+        n = counts.get((c.get("entry"), c.get("length_label"), depth), 0)
+        if n != c.get("n"):
+            raise MetabenchError(
+                f"{folder}: summary.json counts n={c.get('n')} for {c.get('entry')} @ {c.get('length_label')} but "
+                f"results.jsonl holds {n} samples; rerun the run's command to rebuild summary.json from the rows"
+            )
 
 
 def read_summary(folder: str | Path) -> dict[str, Any]:

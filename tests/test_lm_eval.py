@@ -212,6 +212,58 @@ def test_import_lm_eval_writes_a_results_folder(hf_run, tmp_path, capsys):
         results.with_name("results_2099-01-01T00-00-00.json").unlink()
 
 
+def _copy_run(hf_run, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the lm-eval output to damage, and its first samples file."""
+    src = tmp_path / "lm_eval_out"
+    shutil.copytree(hf_run[1], src)
+    return src, sorted(src.rglob("samples_*.jsonl"))[0]
+
+
+def test_import_counts_a_repeated_record_once(hf_run, tmp_path, capsys):
+    from metabench.cli import main
+
+    src, samples_file = _copy_run(hf_run, tmp_path)
+    first = samples_file.read_text().splitlines()[0]
+    with open(samples_file, "a") as f:
+        f.write(first + "\n")
+    assert main(["import-lm-eval", str(src), "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    doc_id = json.loads(first)["doc"]["id"]
+    assert f"1 repeated row(s) counted once ({doc_id})" in err
+    rows = list(read_rows(tmp_path / "r" / "results.jsonl"))
+    assert len(rows) == 36 and len({r["id"] for r in rows}) == 36
+    entry, label = doc_id.rsplit("/", 2)[:2]
+    cell = next(c for c in read_summary(tmp_path / "r")["cells"]
+                if (c["entry"], c["length_label"], c["depth"]) == (entry, label, None))
+    assert cell["n"] == 2  # --metadata samples=2
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("torn", ":3: not a JSON line"),
+    ("other prediction", "has two different rows"),
+    ("list", "holds a list, not lm-eval's results object"),
+])
+def test_import_refuses_damaged_logs_in_one_line(hf_run, tmp_path, capsys, damage, message):
+    from metabench.cli import main
+
+    src, samples_file = _copy_run(hf_run, tmp_path)
+    lines = samples_file.read_text().splitlines()
+    if damage == "torn":
+        samples_file.write_text("\n".join(lines[:2] + [lines[2][: len(lines[2]) // 2]]) + "\n")
+    elif damage == "other prediction":
+        record = json.loads(lines[0])
+        record["filtered_resps"] = ["something else entirely"]
+        record.update(doc_scores(record["doc"], "something else entirely"))
+        samples_file.write_text("\n".join(lines + [json.dumps(record)]) + "\n")
+    else:
+        (results,) = src.rglob("results_*.json")
+        results.write_text("[1, 2]")
+    assert main(["import-lm-eval", str(src), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists()
+
+
 # ----------------------------------------------------------------------------- the wrapper, from a wheel
 
 

@@ -224,7 +224,7 @@ def test_summary_that_disagrees_with_rows_is_an_error(tmp_path):
     run = write_results(tmp_path / "run", samples=10, accuracy=0.8)
     rows = list(read_rows(run / "results.jsonl"))[:-3]  # three rows lost, summary not redone
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    with pytest.raises(MetabenchError, match="disagree on cell parity/default @ 2x"):
+    with pytest.raises(MetabenchError, match="counts n=10 for parity/default @ 2x but results.jsonl holds 7"):
         write_baseline(run, tmp_path / "b.json")
 
 

@@ -13,7 +13,8 @@ Scores are recomputed with metabench.scoring from the logged prediction and
 compared with what lm-eval logged; a difference is an error (the run used
 another version's metrics), never averaged away. lm-eval logs no output
 token counts or latencies: those fields are null. Tasks of the run that are
-not metabench's are left out and reported.
+not metabench's are left out and reported. A record logged twice counts
+once (results.unique_rows), and the repeated ids are named.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from metabench.lm_eval.dataset import from_doc
 from metabench.lm_eval.scores import find_results
 from metabench.lm_eval.settings import LM_EVAL_KEYS
 from metabench.reasoning import Thinking, split
-from metabench.results import SUMMARY_FORMAT, result_row, summarize_rows, write_json
+from metabench.results import SUMMARY_FORMAT, result_row, summarize_rows, unique_rows, write_json
 from metabench.schema import dumps
 from metabench.scoring import score
 
@@ -59,7 +60,12 @@ def _records(results: Path, task: str) -> list[dict[str, Any]]:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise MetabenchError(f"{path}:{n}: not a JSON line (a torn or edited file); rerun lm-eval") from None
+            if not isinstance(record, dict) or not isinstance(record.get("doc"), dict):
+                raise MetabenchError(f"{path}:{n}: not an lm-eval sample record (an object with a 'doc')")
             if record.get("filter", "none") != "none":
                 continue
             missing = [k for k in SAMPLE_KEYS if k not in record.get("doc", {})]
@@ -127,6 +133,8 @@ def import_run(source: str | Path, out: str | Path, name: str | None = None) -> 
         run = json.loads(results_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise MetabenchError(f"{results_path} is not valid JSON: {exc}") from exc
+    if not isinstance(run, dict):
+        raise MetabenchError(f"{results_path} holds a {type(run).__name__}, not lm-eval's results object")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MetabenchError(f"{out} already exists and is not an empty folder; choose a new --out folder")
@@ -142,7 +150,7 @@ def import_run(source: str | Path, out: str | Path, name: str | None = None) -> 
     records = [r for task in ours for r in _records(results_path, task)]
     if not records:
         raise MetabenchError(f"{results_path}: the logged samples are empty")
-    rows = [to_row(r, str(results_path)) for r in records]
+    rows = unique_rows((to_row(r, str(results_path)) for r in records), f"{results_path.parent} (logged samples)")
     docs = {d["id"]: d for d in (from_doc(r["doc"]) for r in records)}
     present = {d["entry"] for d in docs.values()}
     order = [e for t in ours for e in configs[t]["dataset_kwargs"]["entries"] if e in present]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from metabench.errors import MetabenchError
-from metabench.results import read_rows, read_summary
+from metabench.errors import MetabenchError, warn
+from metabench.results import check_counts, load_rows, read_summary
 
 EXCERPT = 240  # characters kept of each prompt end, target and prediction
 
@@ -88,7 +88,8 @@ class Run:
 
 
 def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
-    """Results folders; a folder without summary.json stands for its sub-folders that have one."""
+    """Results folders; a folder without summary.json stands for its sub-folders that have one.
+    A folder named twice (directly or through its parent) is read once."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir() and not (p / "summary.json").exists():
@@ -100,7 +101,13 @@ def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
             out.append(p)
     if not out:
         raise MetabenchError("no results folders given")
-    return out
+    first: dict[Path, Path] = {}
+    for p in out:
+        first.setdefault(p.resolve(), p)
+    if len(first) < len(out):
+        twice = [str(p) for key, p in first.items() if sum(q.resolve() == key for q in out) > 1]
+        warn(f"results folder(s) given more than once, shown once: {', '.join(twice)}")
+    return list(first.values())
 
 
 def cut(text: str, keep: int = EXCERPT, end: bool = False) -> str:
@@ -144,14 +151,13 @@ def load_run(folder: str | Path, per_cell: int | None) -> Run:
     model = summary["model"]
     context = model.get("context")
     samples = None
-    if per_cell is not None:
-        rows_path = folder / "results.jsonl"
-        if not rows_path.is_file():
-            raise MetabenchError(f"{folder}: no results.jsonl for the sample browser (pass --no-samples to leave it out)")
-        try:
-            samples = pick_samples(list(read_rows(rows_path)), per_cell)
-        except KeyError as exc:
-            raise MetabenchError(f"{rows_path}: a row lacks key {exc}") from None
+    rows_path = folder / "results.jsonl"
+    if per_cell is not None and not rows_path.is_file():
+        raise MetabenchError(f"{folder}: no results.jsonl for the sample browser (pass --no-samples to leave it out)")
+    if rows_path.is_file():  # the cells' n are checked against the rows whenever they are there
+        rows = load_rows(rows_path)
+        check_counts(summary, rows, folder)
+        samples = pick_samples(rows, per_cell) if per_cell is not None else None
     return Run(
         folder=folder, name=str(model.get("name") or folder.name), spec=str(model.get("spec") or ""),
         context=int(context) if context else None, suite=dict(summary["suite"]),
