@@ -8,11 +8,26 @@ folder from another run), so bad input fails in seconds. Then, length by
 length, samples are generated, tokenized once, sent in batches, scored, and
 appended to results.jsonl with a flush after each batch.
 
-Resume: config.json records what defines the run. Starting the same command
-again reads results.jsonl, drops a torn last line, skips every sample already
-scored and continues; a different configuration is an error that names the
-differing keys, never a silent mix. Samples are pure functions of their ids,
-so a resumed run scores exactly the samples an uninterrupted one would.
+Stages (one function each): `_plan` (tokenizer, lengths, window; no model),
+the folder (`hold` its lock, `_open_folder` against the identity), `_generate`
+(chunks, progress, rows), `_summary`.
+
+One writer: a run holds its folder's lock (metabench.lock) from before it
+reads config.json until summary.json is written; a second run into the same
+folder fails at once naming the holder's PID, and a killed run's lock never
+blocks the resume.
+
+Resume: config.json records what defines the run, the weights' and the
+tokenizer's fingerprints included. Starting the same command again reads
+results.jsonl, drops a torn last line, skips every sample already scored and
+continues; a different configuration (or a model folder whose files changed)
+is an error that names the differing keys and keeps every row, never a silent
+mix. The weights' sha256 is taken once and recorded with each file's size and
+mtime; a start that finds them unchanged reuses it instead of reading a
+multi-GB checkpoint again. A folder with config.json but no rows is not a run
+yet (a start that failed): the next command takes it over. Samples are pure
+functions of their ids, so a resumed run scores exactly the samples an
+uninterrupted one would.
 
 Windows: a length above the model's window is refused unless the user passes
 `allow_beyond_context` or a rope override that extends the window. Every
@@ -29,7 +44,9 @@ send the same prompt as messages.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
 import platform
@@ -39,15 +56,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from metabench import __version__
-from metabench.backends import SERVED, Backend, BackendOptions, Completion, Request, make_backend, model_folder, parse_model, read_config, windows
+from metabench.backends import (SERVED, Backend, BackendOptions, Completion, Request, folder_hashes, make_backend,
+                                model_folder, parse_model, read_config, windows)
 from metabench.errors import MetabenchError
 from metabench.generate import Options, make_sample
 from metabench.lengths import Length, parse_lengths
+from metabench.lock import LOCK_NAME, hold
 from metabench.reasoning import Thinking, split
-from metabench.results import SUMMARY_FORMAT, read_rows, result_row, summarize_rows, write_json
+from metabench.results import SUMMARY_FORMAT, check_counts, load_rows, result_row, summarize_rows, write_json
 from metabench.schema import Sample, dumps
 from metabench.scoring import score
 from metabench.suite import Suite
@@ -107,55 +126,142 @@ class _Window:
         self.context, self.native = windows(read_config(folder), cfg.backend.rope_parameters)
 
 
-def _identity(cfg: RunConfig, tok: Tokenizer, lengths: list[Length], context: int | None) -> dict[str, Any]:
+@dataclass
+class _Plan:
+    """What the run is, known before any model is loaded."""
+
+    kind: str
+    target: str
+    window: _Window
+    tokenizer_path: str
+    tok: Tokenizer
+    context: int
+    lengths: list[Length]  # shortest first
+    backend: Backend | None  # served models: built early, to ask the server for its window
+    thinking: Thinking
+    chat: tuple[str, str] | None  # openai-chat: the template's text around the user message
+    thinking_budget: int  # --max-tokens, on top of each sample's answer budget
+    need: int  # the longest sample plus the thinking budget
+
+
+def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
+    """Tokenizer, lengths and the window check: everything that can fail in seconds, before the folder or model."""
+    kind, target = parse_model(cfg.model)
+    thinking = Thinking.parse(cfg.backend.thinking)
+    if kind == "openai-chat":  # measured through the template the server applies; no answer prefix after it
+        cfg = dataclasses.replace(cfg, options=dataclasses.replace(cfg.options, chat_template=True, answer_prefix=False))
+    window = _Window(cfg)
+    tokenizer_path = cfg.tokenizer or (target if kind not in SERVED else None)
+    if kind in SERVED and backend is None:  # cheap: ask the server for its model and window first
+        backend = make_backend(cfg.model, cfg.backend, tokenizer_path)
+    if kind in SERVED:
+        window.context = window.native = backend.context
+    if tokenizer_path is None:
+        raise MetabenchError("pass --tokenizer DIR: the model's tokenizer is needed to measure lengths")
+    tok = load_tokenizer(tokenizer_path)
+    chat = tok.chat_wrap(cfg.options.system) if kind == "openai-chat" else None  # no template: refused here
+    context = cfg.context or window.native
+    if context is None:
+        raise MetabenchError("the model's context length is unknown: pass --context N")
+    lengths = sorted(parse_lengths(list(cfg.suite.lengths), context), key=lambda l: l.tokens)
+    limit, longest = window.context, lengths[-1]
+    thinking_budget = cfg.backend.max_tokens or 0  # on top of each sample's answer budget
+    need = longest.tokens + thinking_budget
+    plus = f" + --max-tokens {thinking_budget}" if thinking_budget else ""
+    if limit and need > limit:
+        if kind in SERVED:
+            raise MetabenchError(
+                f"length {longest.label} ({longest.tokens} tokens{plus}) exceeds the server's max_model_len {limit}; "
+                "restart the server with a larger --max-model-len (and a rope override) or drop that length"
+            )
+        if not cfg.allow_beyond_context:
+            raise MetabenchError(
+                f"length {longest.label} ({longest.tokens} tokens{plus}) exceeds the model's {limit}-token window; pass "
+                "--allow-beyond-context to evaluate it anyway, or extend the window with --rope (e.g. YaRN)"
+            )
+    return cfg, _Plan(kind, target, window, tokenizer_path, tok, context, lengths, backend, thinking, chat,
+                      thinking_budget, need)
+
+
+def _identity(cfg: RunConfig, plan: _Plan, weights: dict[str, Any] | None) -> dict[str, Any]:
     s = cfg.suite
-    return {
+    out = {
         "model": cfg.model,
-        "tokenizer": tok.fingerprint,
+        "tokenizer": plan.tok.fingerprint,
         "suite": {
             "name": s.name, "seed": s.seed,
             "entries": [{"name": e.name, "task": e.task, "variant": e.variant, "samples": e.samples,
                          "params": e.spec.params()} for e in s.entries],
         },
-        "lengths": {l.label: l.tokens for l in lengths},
-        "context": context,
+        "lengths": {l.label: l.tokens for l in plan.lengths},
+        "context": plan.context,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg.options).items()
                     if k != "context"},
         "backend": cfg.backend.identity(),
     }
+    if weights is not None:
+        out["weights"] = {k: weights[k] for k in ("config_sha256", "weights_sha256")}
+    return out
 
 
-def _check_folder(out: Path, identity: dict[str, Any]) -> set[str]:
-    """Create or validate the results folder; return the ids already scored."""
-    config_path = out / "config.json"
+# What a differing identity key means, for the message that refuses to mix two runs.
+_CHANGED = {
+    "weights": "the model folder's weights or config.json changed",
+    "tokenizer": "the tokenizer's files changed",
+    "model": "another --model",
+}
+
+
+def _read_config(out: Path) -> dict[str, Any] | None:
+    """The folder's config.json, or None when it holds none (or holds no rows yet: not a run)."""
+    path = out / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["identity"]["model"]
+    except (ValueError, KeyError, TypeError):
+        if not _has_rows(out):
+            return None
+        raise MetabenchError(f"{path} is damaged; use a new --out folder") from None
+    return config
+
+
+def _has_rows(out: Path) -> bool:
     results = out / "results.jsonl"
-    if out.exists() and not out.is_dir():
-        raise MetabenchError(f"--out {out} is a file; give a folder for the results")
-    if config_path.is_file():
-        import json
+    return results.is_file() and results.stat().st_size > 0
 
-        try:
-            old = json.loads(config_path.read_text())["identity"]
-        except (ValueError, KeyError):
-            raise MetabenchError(f"{config_path} is damaged; use a new --out folder") from None
-        old_n, new_n = json.loads(dumps(old)), json.loads(dumps(identity))
+
+def _open_folder(out: Path, identity: dict[str, Any], old: dict[str, Any] | None,
+                 weights: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Validate the results folder against `identity` (or start it); return the rows already scored.
+
+    A folder whose config.json has no rows next to it is not a run yet (a
+    start that failed): the new command takes it over.
+    """
+    results = out / "results.jsonl"
+    if old is not None and _has_rows(out):
+        old_n, new_n = json.loads(dumps(old["identity"])), json.loads(dumps(identity))
+        if "weights" not in old_n:  # a folder from before weights were part of the identity
+            new_n.pop("weights", None)
         if old_n != new_n:
             diff = sorted(k for k in set(old_n) | set(new_n) if old_n.get(k) != new_n.get(k))
+            named = ", ".join(f"{k} ({_CHANGED[k]})" if k in _CHANGED else k for k in diff)
             raise MetabenchError(
-                f"{out} holds a run with different settings ({', '.join(diff)} differ); "
-                "rerun with the original arguments to resume, or use a new --out folder"
+                f"{out} holds a run with different settings ({named} differ); its rows are kept: rerun with the "
+                "original arguments and files to resume, or use a new --out folder"
             )
-    elif out.is_dir() and any(out.iterdir()):
+        if weights is not None and old.get("weights") != weights:  # same hashes, new stat: record it
+            write_json(out / "config.json", {**old, "weights": weights})
+    elif old is None and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / "config.json").is_file():
         raise MetabenchError(f"{out} is not empty and holds no metabench run; use a new --out folder")
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(config_path, {"identity": identity, "created_at": _utc(), "metabench_version": __version__})
-    done: set[str] = set()
-    if results.is_file():
-        _drop_torn_line(results)
-        for row in read_rows(results):
-            done.add(row["id"])
-    return done
+        write_json(out / "config.json", {"identity": identity, "weights": weights, "created_at": _utc(),
+                                         "metabench_version": __version__})
+    if not results.is_file():
+        return []
+    _drop_torn_line(results)
+    return load_rows(results)
 
 
 def _drop_torn_line(path: Path) -> None:
@@ -186,73 +292,65 @@ def chat_messages(prompt: str, frame: tuple[str, str], system: str | None) -> li
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
-def _finished_summary(cfg: RunConfig, lengths: list[Length], done: set[str]) -> dict[str, Any] | None:
+def _finished_summary(cfg: RunConfig, lengths: list[Length], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The summary of a run that has every row already, or None when there is work left.
 
     Rerunning a finished run changes nothing: summary.json keeps the provenance of
     the sessions that produced the rows (rewriting it would record a later commit,
     0 s of generation and a start time of the rerun), and no model is loaded.
-    A summary in another format, or under another --name, is rebuilt.
+    A summary in another format, under another --name, damaged, or counting
+    other samples than the rows (a row written twice), is rebuilt from the rows.
     """
     path = cfg.out / "summary.json"
+    done = {r["id"] for r in rows}
     ids = (f"{e.name}/{l.label}/{i}" for l in lengths for e in cfg.suite.entries for i in range(e.samples))
     if not path.exists() or not all(i in done for i in ids):
         return None
-    summary = json.loads(path.read_text(encoding="utf-8"))
-    renamed = cfg.name is not None and summary.get("model", {}).get("name") != cfg.name
-    return summary if summary.get("format") == SUMMARY_FORMAT and not renamed else None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        renamed = cfg.name is not None and summary["model"]["name"] != cfg.name
+        cells_ok = summary["format"] == SUMMARY_FORMAT and isinstance(summary["cells"], list)
+        check_counts(summary, rows, cfg.out)
+    except (ValueError, KeyError, TypeError, AttributeError):  # MetabenchError is a ValueError
+        return None
+    return summary if cells_ok and not renamed else None
 
 
-def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
-    """Run (or resume) `cfg`; `backend` reuses an already loaded model for cfg.model."""
-    started = time.time()
-    kind, target = parse_model(cfg.model)
-    thinking = Thinking.parse(cfg.backend.thinking)
-    if kind == "openai-chat":  # measured through the template the server applies; no answer prefix after it
-        cfg = dataclasses.replace(cfg, options=dataclasses.replace(cfg.options, chat_template=True, answer_prefix=False))
-    window = _Window(cfg)
-    tokenizer_path = cfg.tokenizer or (target if kind not in SERVED else None)
-    if kind in SERVED and backend is None:  # cheap: ask the server for its model and window first
-        backend = make_backend(cfg.model, cfg.backend, tokenizer_path)
-    if kind in SERVED:
-        window.context = window.native = backend.context
-    if tokenizer_path is None:
-        raise MetabenchError("pass --tokenizer DIR: the model's tokenizer is needed to measure lengths")
-    tok = load_tokenizer(tokenizer_path)
-    chat = tok.chat_wrap(cfg.options.system) if kind == "openai-chat" else None  # no template: refused here
-    context = cfg.context or window.native
-    if context is None:
-        raise MetabenchError("the model's context length is unknown: pass --context N")
-    lengths = sorted(parse_lengths(list(cfg.suite.lengths), context), key=lambda l: l.tokens)
-    limit = window.context
-    longest = lengths[-1]
-    thinking_budget = cfg.backend.max_tokens or 0  # on top of each sample's answer budget
-    need = longest.tokens + thinking_budget
-    plus = f" + --max-tokens {thinking_budget}" if thinking_budget else ""
-    if limit and need > limit:
-        if kind in SERVED:
-            raise MetabenchError(
-                f"length {longest.label} ({longest.tokens} tokens{plus}) exceeds the server's max_model_len {limit}; "
-                "restart the server with a larger --max-model-len (and a rope override) or drop that length"
-            )
-        if not cfg.allow_beyond_context:
-            raise MetabenchError(
-                f"length {longest.label} ({longest.tokens} tokens{plus}) exceeds the model's {limit}-token window; pass "
-                "--allow-beyond-context to evaluate it anyway, or extend the window with --rope (e.g. YaRN)"
-            )
-    identity = _identity(cfg, tok, lengths, context)
-    done = _check_folder(cfg.out, identity)
-    finished = _finished_summary(cfg, lengths, done)
-    if finished is not None:
-        return finished
-    opts = dataclasses.replace(cfg.options, context=context)
-    if backend is None:
-        backend = make_backend(cfg.model, cfg.backend, tokenizer_path, max_len=need)
-    name = cfg.name or (Path(target).name if kind not in SERVED else getattr(backend, "served", target))
-    results = cfg.out / "results.jsonl"
+def _chunks(cfg: RunConfig, plan: _Plan, done: set[str]) -> list[tuple[Length, list, bool, int]]:
+    """(length, [(entry, index)...], first chunk of its length, samples left at that length), in order of work."""
+    chunk = max(1, cfg.backend.batch_size) * (1 if plan.kind == "hf" else 8)
+    out = []
+    for length in plan.lengths:
+        todo = [(e, i) for e in cfg.suite.entries for i in range(e.samples) if f"{e.name}/{length.label}/{i}" not in done]
+        out += [(length, todo[k : k + chunk], k == 0, len(todo)) for k in range(0, len(todo), chunk)]
+    return out
+
+
+@contextlib.contextmanager
+def _disk(out: Path) -> Iterator[None]:
+    """A full disk (or quota, or a file system gone read-only) while writing: one line; written rows stay."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO):
+            raise
+        raise MetabenchError(f"cannot write to {out}: {exc.strerror}; the rows already written are kept: "
+                             "free space and rerun the same command to resume") from None
+
+
+def _say(cfg: RunConfig, message: str) -> None:
+    """A stage line on stderr, so a run is never silent while it plans or loads (not with --quiet)."""
+    if cfg.progress:
+        print(f"metabench: {message}", file=sys.stderr, flush=True)
+
+
+def _generate(cfg: RunConfig, plan: _Plan, backend: Backend, done: set[str]) -> float:
+    """Generate, score and append every row not in `done`; returns the seconds spent in the backend."""
+    opts = dataclasses.replace(cfg.options, context=plan.context)
+    tok = plan.tok
     total = sum(e.samples for e in cfg.suite.entries)
-    chunk = max(1, cfg.backend.batch_size) * (1 if kind == "hf" else 8)
     gen_time = 0.0
+
     def prepare(length: Length, items: list) -> tuple[list[Sample], list[Request]]:
         samples = [make_sample(e, length, i, cfg.suite.seed, tok, opts) for e, i in items]
         requests = []
@@ -260,23 +358,22 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
             ids = tok.encode(s.prompt, specials=s.add_special_tokens)
             if len(ids) != s.prompt_tokens:
                 raise RuntimeError(f"{s.id}: prompt has {len(ids)} tokens, generation measured {s.prompt_tokens}")
-            messages = chat_messages(s.prompt, chat, opts.system) if chat else None
-            requests.append(Request(ids, s.answer_budget + thinking_budget, messages))
+            messages = chat_messages(s.prompt, plan.chat, opts.system) if plan.chat else None
+            requests.append(Request(ids, s.answer_budget + plan.thinking_budget, messages))
         return samples, requests
 
     # Work in chunks, length by length. The next chunk's samples are prepared in a
     # thread while the backend generates the current one (samples are pure
     # functions of their ids, so this changes no result, only the wall time).
-    plan = []
-    for length in lengths:
-        todo = [(e, i) for e in cfg.suite.entries for i in range(e.samples) if f"{e.name}/{length.label}/{i}" not in done]
-        plan += [(length, todo[k : k + chunk], k == 0, len(todo)) for k in range(0, len(todo), chunk)]
+    chunks = _chunks(cfg, plan, done)
     from concurrent.futures import ThreadPoolExecutor
 
     bar = None
-    with open(results, "a", encoding="utf-8") as f, ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(prepare, plan[0][0], plan[0][1]) if plan else None
-        for n, (length, items, first, left) in enumerate(plan):
+    results = cfg.out / "results.jsonl"
+    _say(cfg, f"generating {'the remaining ' if done else ''}samples in {len(chunks)} chunk(s)")
+    with _disk(cfg.out), open(results, "a", encoding="utf-8") as f, ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, chunks[0][0], chunks[0][1]) if chunks else None
+        for n, (length, items, first, left) in enumerate(chunks):
             if first and cfg.progress:
                 from tqdm import tqdm
 
@@ -285,7 +382,7 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
                 bar = tqdm(total=total, initial=total - left, desc=f"{length.label:>6} ({length.tokens} tok)",
                            unit="sample", file=sys.stderr)
             samples, requests = pending.result()
-            pending = pool.submit(prepare, plan[n + 1][0], plan[n + 1][1]) if n + 1 < len(plan) else None
+            pending = pool.submit(prepare, chunks[n + 1][0], chunks[n + 1][1]) if n + 1 < len(chunks) else None
             order = sorted(range(len(samples)), key=lambda j: len(requests[j].token_ids))
             t0 = time.perf_counter()
             outs = backend.generate([requests[j] for j in order])
@@ -294,30 +391,74 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
             by_index = dict(zip(order, outs))
             for j, s in enumerate(samples):
                 c = by_index[j]
-                f.write(dumps(_row(s, requests[j], c, dt / len(samples), thinking, tok)) + "\n")
+                row = _row(s, requests[j], c, dt / len(samples), plan.thinking, tok)
+                f.write(dumps(row) + "\n")
             f.flush()
             if bar:
                 bar.update(len(samples))
         if bar:
             bar.close()
-    rows = list(read_rows(results))
-    summary = {
+    return gen_time
+
+
+def _summary(cfg: RunConfig, plan: _Plan, backend: Backend, identity: dict[str, Any], started: float,
+             gen_time: float, resumed_from: int) -> dict[str, Any]:
+    kind, target = plan.kind, plan.target
+    name = cfg.name or (Path(target).name if kind not in SERVED else getattr(backend, "served", target))
+    rows = load_rows(cfg.out / "results.jsonl")
+    window = plan.window
+    return {
         "format": SUMMARY_FORMAT,
-        "model": {"name": name, "spec": cfg.model, "context": context, "native_context": window.native,
+        "model": {"name": name, "spec": cfg.model, "context": plan.context, "native_context": window.native,
                   "window": window.context},
         "suite": {"name": cfg.suite.name, "seed": cfg.suite.seed, "source": cfg.suite.source,
-                  "lengths": {l.label: l.tokens for l in lengths}, "entries": identity["suite"]["entries"]},
+                  "lengths": {l.label: l.tokens for l in plan.lengths}, "entries": identity["suite"]["entries"]},
         "provenance": {
             "metabench_version": __version__, **_git_commit(), "command": cfg.command,
-            "backend": backend.describe(), "tokenizer": {"path": tok.path, "fingerprint": tok.fingerprint},
+            "backend": backend.describe(), "tokenizer": {"path": plan.tok.path, "fingerprint": plan.tok.fingerprint},
             "options": identity["options"], "backend_options": dataclasses.asdict(cfg.backend),
             "hardware": _hardware(), "finished_at": _utc(),
             "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-            "generate_seconds_this_session": round(gen_time, 3), "resumed_from": len(done),
+            "generate_seconds_this_session": round(gen_time, 3), "resumed_from": resumed_from,
         },
         "cells": summarize_rows(rows),
     }
-    write_json(cfg.out / "summary.json", summary)
+
+
+def _make_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise MetabenchError(f"--out {out} is a file; give a folder for the results")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MetabenchError(f"cannot create --out {out}: {exc.strerror or exc}; give a writable folder") from None
+
+
+def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
+    """Run (or resume) `cfg`; `backend` reuses an already loaded model for cfg.model."""
+    started = time.time()
+    _say(cfg, "checking the model folder, tokenizer and lengths")
+    cfg, plan = _plan(cfg, backend)
+    backend = backend or plan.backend
+    _make_folder(cfg.out)
+    with hold(cfg.out), _disk(cfg.out):
+        old = _read_config(cfg.out)
+        weights = None
+        if plan.kind not in SERVED:
+            _say(cfg, "fingerprinting the weights (a full read only when they changed since the last start)")
+            weights = folder_hashes(model_folder(plan.target), (old or {}).get("weights"))
+        identity = _identity(cfg, plan, weights)
+        rows = _open_folder(cfg.out, identity, old, weights)
+        finished = _finished_summary(cfg, plan.lengths, rows)
+        if finished is not None:
+            return finished
+        done = {r["id"] for r in rows}
+        if backend is None:
+            _say(cfg, f"loading {cfg.model}")
+            backend = make_backend(cfg.model, cfg.backend, plan.tokenizer_path, max_len=plan.need)
+        gen_time = _generate(cfg, plan, backend, done)
+        summary = _summary(cfg, plan, backend, identity, started, gen_time, len(done))
+        write_json(cfg.out / "summary.json", summary)
     return summary
 
 

@@ -103,6 +103,24 @@ def tiny_llama_dir(tmp_path_factory, bytelevel_dir) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"), bytelevel_dir)
 
 
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, bytelevel_dir) -> Path:
+    """A random GPT-2 with learned absolute positions (n_positions=256, as many as its embedding table has)."""
+    import shutil
+
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    out = tmp_path_factory.mktemp("tiny_gpt2")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=load_tokenizer(bytelevel_dir).backend.get_vocab_size(), n_positions=256,
+                        n_embd=64, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
+    GPT2LMHeadModel(config).save_pretrained(out, safe_serialization=True)
+    for f in Path(bytelevel_dir).iterdir():
+        shutil.copy(f, out / f.name)
+    return out
+
+
 def build_tiny_meta(out_dir: Path, seed: int = 0, **overrides) -> Path:
     """A random MetaForCausalLM checkpoint (2 layers x 2 heads, block 256) with the bundled tokenizer.
 

@@ -135,6 +135,11 @@ def test_kill_and_resume_equals_uninterrupted(reference_run, tiny_llama_dir, tmp
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = out / "results.jsonl"
     deadline = time.time() + 120
+    while not (out / ".lock").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    second = subprocess.run(args, capture_output=True, text=True)  # the same command again, at the same time
+    assert second.returncode == 2 and f"in use by another metabench run (PID {proc.pid})" in second.stderr, second.stderr
+    assert proc.poll() is None  # refused at once, while the first still runs
     while time.time() < deadline:
         if results.exists() and results.read_text().count("\n") >= 5:
             break
@@ -143,11 +148,13 @@ def test_kill_and_resume_equals_uninterrupted(reference_run, tiny_llama_dir, tmp
     proc.wait()
     written = results.read_text().count("\n")
     assert 5 <= written < 24, "the run finished before it could be killed"
+    assert (out / ".lock").read_text().strip() == str(proc.pid)  # left by the killed run; it must not block
     with open(results, "a") as f:  # a torn last line, as a kill mid-write leaves
         f.write('{"id": "needle/single/0.5x/3", "predic')
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert _rows(out) == _rows(ref)
+    assert not (out / ".lock").exists()
 
 
 @pytest.mark.slow
@@ -219,3 +226,123 @@ def test_final_table_orders_lengths_by_tokens():
     header, row = format_table(summary).splitlines()
     assert header.split()[1:] == ["1x", "1.5x", "2x"]
     assert row.split()[1:] == ["50.0", "25.0", "0.0"]
+
+
+SMALL = "name: small\nseed: 1\nlengths: [0.5x]\nsamples: 2\ntasks: [parity, {task: copy, variant: short}]\n"
+
+
+def _small_run(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    suite = out.parent / "small.yaml"
+    suite.write_text(SMALL)
+    return _run("--model", f"hf:{model}", "--suite", str(suite), "--out", str(out), *extra)
+
+
+@pytest.mark.slow
+def test_changed_weights_or_tokenizer_are_named_and_rows_kept(tiny_llama_dir, tmp_path):
+    """A resume must not mix the rows of two models: weights and tokenizer are part of the run's identity."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama_dir, model)
+    out = tmp_path / "out"
+    assert _small_run(model, out).returncode == 0
+    config = json.loads((out / "config.json").read_text())
+    assert len(config["identity"]["weights"]["weights_sha256"]) == 64 and "model.safetensors" in config["weights"]["stat"]
+    rows = (out / "results.jsonl").read_bytes()
+    # Same bytes, new mtime: the hash is taken again, matches, and the run is the same run.
+    os.utime(model / "model.safetensors")
+    assert _small_run(model, out).returncode == 0
+    # Other weights under the same name: refused, the finished rows untouched.
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(model / "model.safetensors")
+    save_file({k: v + 0.01 * torch.randn_like(v) for k, v in weights.items()}, model / "model.safetensors",
+              metadata={"format": "pt"})
+    r = _small_run(model, out)
+    assert r.returncode == 2, r.stderr
+    assert "weights (the model folder's weights or config.json changed) differ" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and (out / "results.jsonl").read_bytes() == rows
+    shutil.copy(tiny_llama_dir / "model.safetensors", model / "model.safetensors")  # the original weights again
+    (model / "tokenizer.json").write_text((model / "tokenizer.json").read_text().replace('"<|meta|>"', '"<|m|>"'))
+    r = _small_run(model, out)
+    assert r.returncode == 2 and "tokenizer (the tokenizer's files changed) differ" in r.stderr, r.stderr
+    assert (out / "results.jsonl").read_bytes() == rows
+
+
+@pytest.mark.slow
+def test_a_failed_start_does_not_block_the_corrected_command(tiny_llama_dir, tmp_path):
+    out = tmp_path / "out"
+    r = _small_run(tiny_llama_dir, out, "--dtype", "float33")
+    assert r.returncode == 2 and "--dtype 'float33'" in r.stderr
+    r = _small_run(tiny_llama_dir, out, "--dtype", "float32")
+    assert r.returncode == 0, r.stderr
+    assert len(_rows(out)) == 4
+
+
+@pytest.mark.slow
+def test_damaged_summary_of_a_finished_run_is_rebuilt(reference_run, tiny_llama_dir, tmp_path):
+    ref, _ = reference_run
+    out = tmp_path / "again"
+    shutil.copytree(ref, out)
+    (out / "summary.json").write_text('{"format": "metabench.summary/1", "cells": ')
+    r = _run("--model", f"hf:{tiny_llama_dir}", "--suite", str(Path(ref).parent / "suite.yaml"), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "summary.json").read_text())["cells"] == json.loads((ref / "summary.json").read_text())["cells"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_llama_dir, tmp_path):
+    """/dev/full answers every write with ENOSPC, as a full disk does."""
+    out = tmp_path / "out"
+    assert _small_run(tiny_llama_dir, out).returncode == 0
+    rows = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    (out / "results.jsonl").unlink()
+    (out / "summary.json").unlink()
+    (out / "results.jsonl").symlink_to("/dev/full")
+    r = _small_run(tiny_llama_dir, out)
+    assert r.returncode == 2 and "No space left on device" in r.stderr and "rerun the same command" in r.stderr
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+    (out / "results.jsonl").unlink()  # space freed; half the rows had reached the disk
+    (out / "results.jsonl").write_text("".join(rows[:2]))
+    r = _small_run(tiny_llama_dir, out)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["id"] for x in (out / "results.jsonl").read_text().splitlines()][:2] == \
+           [json.loads(x)["id"] for x in rows[:2]]
+    assert sorted(r["id"] for r in _rows(out)) == sorted(json.loads(x)["id"] for x in rows)
+
+
+@pytest.mark.slow
+def test_learned_position_model_at_its_full_window(tiny_gpt2_dir, tmp_path):
+    """GPT-2 style: 256 learned positions and not one more. At 1x with the default batch size, no batch may
+    ask for a position past 255 (left padding runs every row to the widest prompt plus the largest budget)."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text("lengths: [1x]\nsamples: 4\ntasks: [parity, {task: copy, variant: short}, "
+                     "{task: needle, variant: single}]\n")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "metabench", "run", "--model", f"hf:{tiny_gpt2_dir}", "--suite", str(suite),
+                        "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "metabench: loading hf:" in r.stderr  # stages are said, not sat through in silence
+    rows = _rows(out)
+    assert len(rows) == 12 and all(r["length"] == 256 for r in rows)
+    prompts = [r["prompt_tokens"] for r in rows]
+    assert min(prompts) < max(prompts)  # prompts of several lengths, with several answer budgets
+    assert all(r["prompt_tokens"] + r["output_tokens"] <= 256 for r in rows)
+
+
+def test_batches_never_pass_the_window():
+    from metabench.backends import Request
+    from metabench.backends.hf import batches
+
+    def req(prompt: int, new: int) -> Request:
+        return Request([1] * prompt, new)
+
+    reqs = [req(100, 150), req(110, 140), req(200, 50), req(240, 16), req(241, 15)]
+    cut = batches(reqs, 8, 256)
+    assert [len(b) for b in cut] == [2, 1, 2] and sum(cut, []) == reqs
+    assert all(max(len(r.token_ids) for r in b) + max(r.max_new_tokens for r in b) <= 256 for b in cut)
+    assert [len(b) for b in batches(reqs, 2, 256)] == [2, 1, 2]
+    assert [len(b) for b in batches(reqs, 1, 256)] == [1] * 5
+    # Beyond the window on purpose (no window known, or rows longer than it): never wider than the longest row alone.
+    long = [req(300, 10), req(290, 30)]
+    assert [len(b) for b in batches(long, 8, 256)] == [1, 1]
+    assert [len(b) for b in batches([req(300, 10), req(305, 5)], 8, 256)] == [2]

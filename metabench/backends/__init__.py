@@ -158,17 +158,39 @@ def windows(config: dict[str, Any], rope: dict[str, Any] | None) -> tuple[int | 
     return native, native
 
 
-def folder_hashes(folder: Path) -> dict[str, str]:
-    """sha256 of config.json and of the weight files together (streamed; large models take a while)."""
-    out = {"config_sha256": hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+_HASHED: dict[str, dict[str, Any]] = {}  # folder -> its last folder_hashes, reused while its files' stat holds
+
+
+def folder_stat(folder: Path) -> dict[str, list[int]]:
+    """Size and mtime (ns) of config.json and every weight file: what changes when any of them is rewritten."""
+    files = [folder / "config.json", *sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)]
+    return {p.name: [(st := p.stat()).st_size, st.st_mtime_ns] for p in files}
+
+
+def folder_hashes(folder: Path, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+    """sha256 of config.json and of the weight files together, with the "stat" they were taken at.
+
+    Reading a multi-GB checkpoint takes a while, so the hashes are reused
+    without reading anything while every file keeps the size and mtime of
+    `recorded` (an earlier result, e.g. from a results folder's config.json)
+    or of the last call in this process.
+    """
+    stat = folder_stat(folder)
+    for known in (recorded, _HASHED.get(str(folder))):
+        if known and known.get("stat") == stat and "weights_sha256" in known:
+            return known
+    out: dict[str, Any] = {"config_sha256": hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()}
     h = hashlib.sha256()
-    weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".gguf"))
+    weights = [folder / name for name in stat if name != "config.json"]
     for p in weights:
         h.update(p.name.encode())
         with open(p, "rb") as f:
             while chunk := f.read(1 << 24):
                 h.update(chunk)
     out["weights_sha256"] = h.hexdigest() if weights else ""
+    out["stat"] = stat
+    _HASHED[str(folder)] = out
     return out
 
 

@@ -1,6 +1,7 @@
 """transformers backend: batched greedy generation with left padding and a KV cache.
 
-Requests arrive grouped by similar length (the runner sorts them); each
+Requests arrive grouped by similar length (the runner sorts them); `batches`
+cuts them so no batch needs more positions than the model has, and each
 generate call pads a batch on the left, so every sequence's last prompt
 token sits at the end, and `generate` builds position ids from the attention
 mask. Each request keeps only its own `max_new_tokens` of the batch's output.
@@ -12,6 +13,7 @@ from typing import Any
 
 from metabench.backends import BackendOptions, Completion, Request, folder_hashes, model_folder, read_config, windows
 from metabench.errors import MetabenchError
+from safetensors import SafetensorError
 from metabench.tokenizer import load_tokenizer
 
 
@@ -39,16 +41,15 @@ class HFBackend:
             rope.setdefault("original_max_position_embeddings", self.native_context)
             config.rope_parameters = rope
             config.max_position_embeddings = self.context
-        device = options.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = _device(options.device)
         dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(options.dtype)
         if dtype is None:
             raise MetabenchError(f"--dtype {options.dtype!r}: choose auto, float32, bfloat16 or float16")
         try:
             self.lm = AutoModelForCausalLM.from_pretrained(self.model, config=config, dtype=dtype, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise MetabenchError(f"cannot load the model in {folder}: {str(exc).splitlines()[0]}") from exc
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise MetabenchError(f"cannot load the model in {folder} (damaged or incomplete weights?): {first}") from exc
         self.lm.to(device).eval()
         self.device = device
         gen = self.lm.generation_config
@@ -62,9 +63,7 @@ class HFBackend:
         import torch
 
         out: list[Completion] = []
-        bs = max(1, self.options.batch_size)
-        for i in range(0, len(requests), bs):
-            batch = requests[i : i + bs]
+        for batch in batches(requests, max(1, self.options.batch_size), self.context):
             width = max(len(r.token_ids) for r in batch)
             ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -92,7 +91,7 @@ class HFBackend:
         return {
             "backend": "hf",
             "model": self.model,
-            **folder_hashes(self.folder),
+            **{k: v for k, v in folder_hashes(self.folder).items() if k != "stat"},
             "dtype": str(next(self.lm.parameters()).dtype).replace("torch.", ""),
             "device": self.device,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
@@ -100,6 +99,49 @@ class HFBackend:
 
     def close(self) -> None:
         del self.lm
+
+
+def batches(requests: list[Request], size: int, window: int | None) -> list[list[Request]]:
+    """Consecutive batches of at most `size` that never ask for more positions than the model has.
+
+    A left-padded batch runs every row to the batch's widest prompt plus its
+    largest answer budget, so a long prompt with a short budget beside a short
+    prompt with a long one can pass a learned-position model's last position
+    (GPT-2's n_positions) although each fits alone. A batch is closed before
+    it would need more than `window` positions, or more than its largest row
+    needs alone (a run beyond the window on purpose gets no wider batches).
+    """
+    out: list[list[Request]] = []
+    batch: list[Request] = []
+    width = new = need = 0
+    for r in requests:
+        w, n = max(width, len(r.token_ids)), max(new, r.max_new_tokens)
+        alone = max(need, len(r.token_ids) + r.max_new_tokens)
+        if batch and (len(batch) == size or w + n > max(window or 0, alone)):
+            out.append(batch)
+            batch, w, n, alone = [], len(r.token_ids), r.max_new_tokens, len(r.token_ids) + r.max_new_tokens
+        batch.append(r)
+        width, new, need = w, n, alone
+    if batch:
+        out.append(batch)
+    return out
+
+
+def _device(requested: str) -> str:
+    """The torch device for --device, refused in one line when it does not exist here."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise MetabenchError(f"--device {requested!r}: write auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MetabenchError(f"--device {requested}: no CUDA device is available here; use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise MetabenchError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return requested
 
 
 def _until_eos(tokens: list[int], eos: Any) -> list[int]:

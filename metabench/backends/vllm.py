@@ -71,7 +71,7 @@ class VLLMBackend:
         return {
             "backend": "vllm",
             "model": self.model,
-            **folder_hashes(self.folder),
+            **{k: v for k, v in folder_hashes(self.folder).items() if k != "stat"},
             "dtype": self.options.dtype,
             "max_model_len": self.window,
             "tensor_parallel_size": self.options.tensor_parallel_size,
