@@ -8,7 +8,9 @@ calls the library. A `MetabenchError` (bad input) is printed as one line,
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -58,9 +60,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_file(path: str | None, flag: str, example: str) -> None:
+    """Refuse an output file path that names a folder, before any work is done."""
+    if path is not None and Path(path).is_dir():
+        raise MetabenchError(f"{flag} {path} is a folder; give a file path, e.g. {Path(path) / example}")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from metabench.report import ReportOptions, build_report
 
+    _output_file(args.out, "--out", "index.html")
     title = args.title or (Path(args.out).parent.name if Path(args.out).parent.name not in ("", ".") else "metabench")
     opts = ReportOptions(title=title, threshold=args.threshold, relative=args.relative,
                          samples=not args.no_samples, per_cell=args.samples_per_cell)
@@ -72,6 +81,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_baseline(args: argparse.Namespace) -> int:
     from metabench.regress import write_baseline
 
+    _output_file(args.out, "--out", "baseline.json")
     print(f"wrote baseline {write_baseline(args.results, args.out)}")
     return 0
 
@@ -79,6 +89,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from metabench.regress import CheckOptions, check, format_report
 
+    _output_file(args.output, "--output", "check.txt")
     report = check(args.results, args.baseline, CheckOptions(args.tolerance, args.alpha, args.correction))
     text = format_report(report, args.format)
     if args.output:
@@ -398,8 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: atomic writers remove their .tmp, locks are released
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.func(args)
     except MetabenchError as exc:
@@ -408,6 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("metabench: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

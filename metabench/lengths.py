@@ -47,6 +47,11 @@ _MULT = re.compile(r"^(\d+(?:\.\d+)?)x$")
 _ABS = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 
 
+# A sample is built whole in memory (text, token counts, offsets: ~100 bytes a token), so
+# 16M tokens is a few GB; past that a machine runs out of memory long before an error.
+MAX_TOKENS = 1 << 24
+
+
 def parse_length(text: str, context: int | None) -> Length:
     """'2x' (a multiple of `context`), '4k' (x1024), '4096' -> Length."""
     s = str(text).strip().lower()
@@ -68,6 +73,8 @@ def parse_length(text: str, context: int | None) -> Length:
         raise MetabenchError(f"cannot read length {text!r}: use tokens (4096, 4k) or context multiples (0.5x, 2x)")
     if tokens <= 0:
         raise MetabenchError(f"length {text!r} must be a positive number of tokens")
+    if tokens > MAX_TOKENS:
+        raise MetabenchError(f"length {text!r} is {tokens} tokens; at most {MAX_TOKENS} (16M) can be generated in memory")
     return Length(label, tokens)
 
 

@@ -36,6 +36,7 @@ from metabench.tasks import FAMILIES, TaskSpec, parse_task, resolve
 SUITES_DIR = Path(__file__).parent / "suites"
 _TOP_KEYS = {"name", "description", "seed", "lengths", "samples", "tasks"}
 _ENTRY_KEYS = {"task", "variant", "samples", "params", "name"}
+MAX_SAMPLES = 10**7  # per run: the runner plans every sample id of a length up front
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,19 @@ class Suite:
     description: str = ""
     source: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"suite {self.source or self.name}"
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise MetabenchError(f"{where}: seed (its `seed:` key or --seed) must be a non-negative integer, got {self.seed!r}")
+        total = sum(e.samples for e in self.entries) * len(self.lengths)
+        if total > MAX_SAMPLES:
+            raise MetabenchError(f"{where} asks for {total} samples (tasks x lengths x samples); "
+                                 f"at most {MAX_SAMPLES} per run: lower --samples or split the run")
+        names = [e.name for e in self.entries]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # one sample id per (entry, length, index): a repeated entry would count its samples twice
+            raise MetabenchError(f"suite {self.name}: entry {twice[0]!r} appears twice; give each entry once")
 
     def with_overrides(
         self,
@@ -78,6 +92,19 @@ class Suite:
         return out
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a mapping with a key twice (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise MetabenchError(f"key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def bundled_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
 
@@ -97,7 +124,9 @@ def load_suite(name_or_path: str | Path) -> Suite:
                 f"unknown suite {name_or_path!r}: give a YAML file or one of: {', '.join(bundled_suites())}"
             )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except MetabenchError as exc:
+        raise MetabenchError(f"suite {path}: {exc}") from None
     except OSError as exc:
         raise MetabenchError(f"cannot read suite {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -115,9 +144,7 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
     for key in ("tasks", "lengths"):
         if key not in data:
             raise MetabenchError(f"{where}: missing key {key!r}")
-    seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise MetabenchError(f"{where}: key 'seed' must be a non-negative integer, got {seed!r}")
+    seed = data.get("seed", 0)  # checked by Suite, for YAML and --seed alike
     lengths = data["lengths"]
     if not isinstance(lengths, list) or not lengths:
         raise MetabenchError(f"{where}: key 'lengths' must be a non-empty list such as [0.5x, 1x, 2x]")
@@ -180,7 +207,10 @@ def select_tasks(suite: Suite, tasks: Sequence[str]) -> tuple[Entry, ...]:
         spec = resolve(family, variant)
         variant = variant or next(iter(FAMILIES[family]))
         samples = next((e.samples for e in suite.entries if e.task == family), suite.entries[0].samples)
-        chosen.append(Entry(f"{family}/{variant}", family, variant, spec, samples))
+        name = f"{family}/{variant}"
+        if any(e.name == name for e in chosen):
+            raise MetabenchError(f"--tasks names {name} twice; give each task once (a sample would count twice)")
+        chosen.append(Entry(name, family, variant, spec, samples))
     return tuple(chosen)
 
 

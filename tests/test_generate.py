@@ -163,3 +163,24 @@ def test_import_metabench_does_not_import_torch():
     code = "import sys, metabench, metabench.cli, metabench.generate; print('torch' in sys.modules, 'transformers' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.slow
+def test_interrupted_generate_leaves_nothing(bytelevel_dir, tmp_path):
+    """SIGTERM (what `timeout`, a scheduler or CI sends) mid-file: no output and no .tmp left behind."""
+    import signal
+    import time
+
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "metabench", "generate", "--tokenizer", str(bytelevel_dir),
+                             "--context", "2048", "--samples", "2000", "--quiet", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    tmp = tmp_path / "out.jsonl.tmp"
+    deadline = time.time() + 120
+    while not (tmp.exists() and tmp.stat().st_size > 0) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "generate ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr.read()
+    assert list(tmp_path.iterdir()) == []
