@@ -300,7 +300,8 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_llama_dir, tmp_path)
     (out / "results.jsonl").symlink_to("/dev/full")
     r = _small_run(tiny_llama_dir, out)
     assert r.returncode == 2 and "No space left on device" in r.stderr and "rerun the same command" in r.stderr
-    assert r.stderr.strip().count("\n") == 0, r.stderr
+    ours = [line for line in r.stderr.splitlines() if line.startswith("metabench:")]  # (transformers prints its bar)
+    assert len(ours) == 1 and "Traceback" not in r.stderr, r.stderr
     (out / "results.jsonl").unlink()  # space freed; half the rows had reached the disk
     (out / "results.jsonl").write_text("".join(rows[:2]))
     r = _small_run(tiny_llama_dir, out)
@@ -336,7 +337,7 @@ def test_batches_never_pass_the_window():
     def req(prompt: int, new: int) -> Request:
         return Request([1] * prompt, new)
 
-    reqs = [req(100, 150), req(110, 140), req(200, 50), req(240, 16), req(241, 15)]
+    reqs = [req(100, 100), req(110, 90), req(200, 50), req(240, 16), req(240, 15)]
     cut = batches(reqs, 8, 256)
     assert [len(b) for b in cut] == [2, 1, 2] and sum(cut, []) == reqs
     assert all(max(len(r.token_ids) for r in b) + max(r.max_new_tokens for r in b) <= 256 for b in cut)
@@ -345,4 +346,5 @@ def test_batches_never_pass_the_window():
     # Beyond the window on purpose (no window known, or rows longer than it): never wider than the longest row alone.
     long = [req(300, 10), req(290, 30)]
     assert [len(b) for b in batches(long, 8, 256)] == [1, 1]
-    assert [len(b) for b in batches([req(300, 10), req(305, 5)], 8, 256)] == [2]
+    assert [len(b) for b in batches([req(300, 10), req(305, 10)], 8, 256)] == [2]
+    assert [len(b) for b in batches([req(100, 150), req(110, 140)], 8, 256)] == [1, 1]  # 110 + 150 > 256
