@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers_results import write_results
+from metabench.simulate import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
