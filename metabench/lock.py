@@ -36,7 +36,10 @@ def hold(folder: Path) -> Iterator[Path]:
     """Hold `folder`'s lock (creating the folder) until the block ends."""
     path = folder / LOCK_NAME
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only file system, /proc, no permission
+            raise MetabenchError(f"cannot write to {folder}: {exc.strerror}; give a writable --out folder") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -40,3 +40,9 @@ def test_a_lock_file_left_by_a_killed_run_does_not_block(tmp_path):
     holder.wait()
     with hold(tmp_path):
         assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+
+
+def test_a_folder_that_cannot_be_written_is_one_line():
+    with pytest.raises(MetabenchError, match="cannot write to /proc: .*give a writable --out folder"):
+        with hold(Path("/proc")):  # exists, but no file can be made in it (as on a read-only file system)
+            pass
