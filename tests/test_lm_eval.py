@@ -219,6 +219,7 @@ def _copy_run(hf_run, tmp_path: Path) -> tuple[Path, Path]:
     return src, sorted(src.rglob("samples_*.jsonl"))[0]
 
 
+@pytest.mark.slow
 def test_import_counts_a_repeated_record_once(hf_run, tmp_path, capsys):
     from metabench.cli import main
 
@@ -238,6 +239,7 @@ def test_import_counts_a_repeated_record_once(hf_run, tmp_path, capsys):
     assert cell["n"] == 2  # --metadata samples=2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, message", [
     ("torn", ":3: not a JSON line"),
     ("other prediction", "has two different rows"),
