@@ -348,3 +348,22 @@ def test_batches_never_pass_the_window():
     assert [len(b) for b in batches(long, 8, 256)] == [1, 1]
     assert [len(b) for b in batches([req(300, 10), req(305, 10)], 8, 256)] == [2]
     assert [len(b) for b in batches([req(100, 150), req(110, 140)], 8, 256)] == [1, 1]  # 110 + 150 > 256
+
+
+def test_weights_hash_is_reused_while_every_file_keeps_its_stat(tmp_path):
+    """A resume does not read a multi-GB checkpoint again: the recorded hash stands while size and mtime hold."""
+    import hashlib
+
+    from metabench.backends import _HASHED, folder_hashes
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"weights" * 1000)
+    first = folder_hashes(tmp_path)
+    expected = hashlib.sha256(b"model.safetensors" + b"weights" * 1000).hexdigest()
+    assert first["weights_sha256"] == expected and first["stat"]["model.safetensors"][0] == 7000
+    _HASHED.clear()
+    recorded = {**first, "weights_sha256": "as recorded"}  # a hash that reading the file could never give
+    assert folder_hashes(tmp_path, recorded)["weights_sha256"] == "as recorded"
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    assert folder_hashes(tmp_path, recorded)["weights_sha256"] == hashlib.sha256(
+        b"model.safetensors" + b"other weights").hexdigest()
