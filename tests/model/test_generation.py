@@ -77,6 +77,7 @@ class ForceMeta(LogitsProcessor):
         return scores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_beams", [1, 2])
 def test_generate_with_cache_equals_without(hf_model, ids_with_meta, meta_id, num_beams):
     model = hf_model()
