@@ -38,7 +38,9 @@ pytest.importorskip("lm_eval")
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = ("metabench_recall", "metabench_copy", "metabench_needle", "metabench_count", "metabench_parity",
-         "metabench_abstain", "metabench_twohop", "metabench_mrcr")
+         "metabench_abstain", "metabench_twohop", "metabench_mrcr",
+         "metabench_variable_tracking", "metabench_common_words", "metabench_frequent_words")
+RULER_TASKS = ("metabench_ruler_niah", "metabench_ruler_vt", "metabench_ruler_cwe", "metabench_frequent_words")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 TRUNCATION_WARNINGS = ("Left truncation applied", "left truncated")  # lm-eval's HF and API models
 
@@ -56,6 +58,14 @@ def task_yaml(name: str) -> dict:
 
 def entries() -> list[str]:
     return [e for t in TASKS for e in task_yaml(t)["dataset_kwargs"]["entries"]]
+
+
+def task_metrics(task: str) -> list[str]:
+    """Every metric the task's entries score, primary first."""
+    from metabench.tasks import parse_task, resolve
+
+    specs = [resolve(*parse_task(e)) for e in task_yaml(task)["dataset_kwargs"]["entries"]]
+    return list(dict.fromkeys(m for spec in specs for m in spec.metrics))
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
@@ -115,9 +125,14 @@ def test_tasks_folder_is_the_package_data():
     assert (REPO / "tasks").is_symlink() and (REPO / "tasks").resolve() == TASKS_DIR.resolve()
     assert os.readlink(REPO / "tasks") == "metabench/lm_eval/tasks"  # relative: survives a moved checkout
     names = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
-    assert names == sorted([*TASKS, "metabench_all"])
+    assert names == sorted({*TASKS, *RULER_TASKS, "metabench_all", "metabench_ruler"})
     assert task_yaml("metabench_all")["task"] == list(TASKS)
-    for t in TASKS:
+    assert task_yaml("metabench_ruler")["task"] == list(RULER_TASKS)
+    from metabench.suite import load_suite
+
+    ruler = [f"{e.task}/{e.variant}" for e in load_suite("ruler").entries]
+    assert [e for t in RULER_TASKS for e in task_yaml(t)["dataset_kwargs"]["entries"]] == ruler  # the suite's, in order
+    for t in {*TASKS, *RULER_TASKS}:
         y = task_yaml(t)
         assert y["task"] == t and y["class"] == "metabench.lm_eval.task.MetabenchTask"
         assert y["custom_dataset"] == "metabench.lm_eval.dataset.samples"
@@ -141,9 +156,10 @@ def test_lm_eval_hf_reports_every_task_per_length(hf_run):
         r = res["results"][t]
         n_entries = len(task_yaml(t)["dataset_kwargs"]["entries"])
         assert res["n-samples"][t]["effective"] == n_entries * 2 * 2
+        primary = task_metrics(t)[0]
         for length in (512, 2048):
-            assert 0.0 <= r[f"exact_match@{length},none"] <= 1.0
-            assert res["higher_is_better"][t][f"exact_match@{length}"] is True
+            assert 0.0 <= r[f"{primary}@{length},none"] <= 1.0
+            assert res["higher_is_better"][t][f"{primary}@{length}"] is True
         assert not [k for k in r if k.endswith(",none") and "@" in k and "@512" not in k and "@2048" not in k]
     assert 0.0 <= res["results"]["metabench_all"]["exact_match,none"] <= 1.0
 
@@ -377,9 +393,13 @@ def _task_manager(metadata: dict):
 
 
 def _evaluate(tasks: list[str], tm, **kwargs) -> dict:
+    return _evaluate_at(512, tasks, tm, **kwargs)
+
+
+def _evaluate_at(right: int, tasks: list[str], tm, **kwargs) -> dict:
     from lm_eval import simple_evaluate
 
-    return simple_evaluate(model=oracle(512), tasks=tasks, task_manager=tm, **kwargs)
+    return simple_evaluate(model=oracle(right), tasks=tasks, task_manager=tm, **kwargs)
 
 
 @pytest.mark.slow
@@ -388,11 +408,23 @@ def test_per_length_metrics_count_only_their_own_samples(model_dir):
     res = _evaluate(["metabench_all"], _task_manager(meta))
     for t in TASKS:
         r = res["results"][t]
-        for metric in ("exact_match", *(["string_match_all"] if t in ("metabench_recall", "metabench_needle") else [])):
+        for metric in task_metrics(t):
             assert r[f"{metric}@512,none"] == 1.0 and r[f"{metric}@1024,none"] == 0.0, (t, metric)
             assert r[f"{metric},none"] == 0.5
-        assert r["exact_match@512_stderr,none"] == 0.0
+        assert r[f"{task_metrics(t)[0]}@512_stderr,none"] == 0.0
     assert res["results"]["metabench_all"]["exact_match,none"] == 0.5
+
+
+@pytest.mark.slow
+def test_ruler_group_averages_its_eleven_entries(model_dir):
+    """metabench_ruler: RULER's tasks at RULER's settings, string_match_all over all of them."""
+    meta = {"pretrained": str(model_dir), "max_length": 12288, "samples": 1, "max_seq_lengths": [8192, 12288]}
+    res = _evaluate_at(8192, ["metabench_ruler"], _task_manager(meta))
+    for t in RULER_TASKS:
+        r = res["results"][t]
+        assert r["string_match_all@8192,none"] == 1.0 and r["string_match_all@12288,none"] == 0.0, t
+    assert res["n-samples"]["metabench_ruler_niah"]["effective"] == 8 * 2
+    assert res["results"]["metabench_ruler"]["string_match_all,none"] == 0.5
 
 
 @pytest.mark.slow

@@ -142,7 +142,7 @@ class CommonWordsSpec(TaskSpec):
         for common, rare in (("freq_common", "freq_rare"), ("example_freq_common", "example_freq_rare")):
             if getattr(self, common) <= getattr(self, rare):
                 raise ValueError(f"common_words: {common} must exceed {rare}, or the answer would be ambiguous")
-        if self.example_words <= self.n_common:
+        if self.one_shot and self.example_words <= self.n_common:
             raise ValueError("common_words: example_words must exceed n_common (the example needs rare words)")
 
     def example(self, rng: random.Random, words: list[str]) -> str:
@@ -181,4 +181,6 @@ VARIANTS: dict[str, TaskSpec] = {
     "default": CommonWordsSpec(),
     # RULER's setting below 4k tokens: fewer repeats, and a shorter example.
     "short": CommonWordsSpec(freq_common=6, freq_rare=1, example_words=20, example_freq_common=3, example_freq_rare=1),
+    # Fewer repeats and no example: fits from about 300 tokens (metabench_all runs it at a quarter of small contexts).
+    "brief": CommonWordsSpec(freq_common=3, freq_rare=1, one_shot=False),
 }

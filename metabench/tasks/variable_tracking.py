@@ -117,4 +117,6 @@ VARIANTS: dict[str, TaskSpec] = {
     "default": VariableTrackingSpec(),
     "two_chains": VariableTrackingSpec(chains=2),
     "long": VariableTrackingSpec(hops=8),
+    # No one-shot example: fits from about 200 tokens (metabench_all runs it at a quarter of small contexts).
+    "brief": VariableTrackingSpec(one_shot=False),
 }
