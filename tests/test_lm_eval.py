@@ -338,6 +338,16 @@ def test_metabench_lm_eval_refuses_lengths_that_would_be_cut(tiny_llama_dir, tmp
     assert not list(tmp_path.rglob("results_*.json"))
 
 
+def test_help_lists_metabench_metadata_keys_before_lm_evals_help():
+    from metabench.lm_eval.settings import METADATA_KEYS
+
+    r = subprocess.run([sys.executable, "-m", "metabench", "lm-eval", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    usage = r.stdout.index("usage: lm-eval")
+    for key in METADATA_KEYS:
+        assert -1 < r.stdout.find(f"  {key} ") < usage, key
+
+
 def test_wrapper_argv():
     assert lm_eval_argv(["--tasks", "t"]) == ["lm-eval", "run", "--tasks", "t", "--include_path", str(TASKS_DIR)]
     assert lm_eval_argv(["ls", "tasks"]) == ["lm-eval", "ls", "tasks", "--include_path", str(TASKS_DIR)]

@@ -34,8 +34,23 @@ def lm_eval_argv(args: Sequence[str]) -> list[str]:
     return ["lm-eval", command, *args, "--include_path", str(TASKS_DIR)]
 
 
+def metadata_help() -> str:
+    """metabench's own `--metadata` keys, printed before lm-eval's help."""
+    from metabench.lm_eval.settings import METADATA_KEYS
+
+    width = max(map(len, METADATA_KEYS))
+    keys = "\n".join(f"  {k:<{width}}  {text}" for k, text in METADATA_KEYS.items())
+    return (
+        "metabench lm-eval: lm-eval with metabench's tasks (metabench_all, metabench_recall, metabench_copy,\n"
+        "metabench_needle, metabench_count, metabench_parity). metabench's options go in --metadata, e.g.\n"
+        "--metadata max_seq_lengths=[0.5x,1x,2x] samples=50:\n" + keys + "\n\nlm-eval's own help follows.\n"
+    )
+
+
 def main(args: Sequence[str]) -> int:
     """Run lm-eval's CLI; returns its exit status."""
+    if list(args) in ([], ["-h"], ["--help"], ["run", "-h"], ["run", "--help"]):
+        print(metadata_help())
     try:
         from lm_eval.__main__ import cli_evaluate
     except ImportError as exc:
