@@ -41,8 +41,8 @@ def metadata_help() -> str:
     width = max(map(len, METADATA_KEYS))
     keys = "\n".join(f"  {k:<{width}}  {text}" for k, text in METADATA_KEYS.items())
     return (
-        "metabench lm-eval: lm-eval with metabench's tasks (metabench_all, metabench_recall, metabench_copy,\n"
-        "metabench_needle, metabench_count, metabench_parity). metabench's options go in --metadata, e.g.\n"
+        "metabench lm-eval: lm-eval with metabench's tasks (the groups metabench_all and metabench_ruler, and\n"
+        "each metabench_* task: `metabench lm-eval ls tasks`). metabench's options go in --metadata, e.g.\n"
         "--metadata max_seq_lengths=[0.5x,1x,2x] samples=50:\n" + keys + "\n\nlm-eval's own help follows.\n"
     )
 
