@@ -65,7 +65,7 @@ def test_answer_follows_from_the_conversation(bytelevel):
         assert s.target == prefix + reply and s.info["prefix"] == prefix, s.id
         assert s.prompt.count(s.info["request"]) == s.info["needles"] == int(s.variant[0]), s.id
         assert s.prompt.count(reply) == 1 and s.chance == 0.0
-        assert score(s.__dict__, " " + s.target + "\n") == {"sequence_ratio": 1.0, "exact_match": 1.0}
+        assert score(s.__dict__, " " + s.target + "\n") == {"sequence_ratio": 1.0, "exact_match": 1.0, "exact_match_strict": 1.0}
 
 
 def test_near_duplicates_are_there(bytelevel):

@@ -51,7 +51,7 @@ def test_every_stage_leaves_its_artifacts(first):
         assert a["attention"]["per_head"] and a["residual_cosine"] and a["zero_position_ablation"]
     html = (out / "leaderboard" / "index.html").read_text()
     assert all(f"micro-{m}" in html for m in MODELS)
-    assert '<a href="#analysis-0">micro-meta</a>' in html and '<a href="#analysis-1">micro-nometa</a>' in html
+    assert '<a href="#analysis-0"><bdi>micro-meta</bdi></a>' in html and '<a href="#analysis-1"><bdi>micro-nometa</bdi></a>' in html
     numbers = json.loads((out / "leaderboard" / "results.json").read_text())
     assert set(numbers["models"]) == set(MODELS)
     assert "[12/12] leaderboard: finished" in stdout
