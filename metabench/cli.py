@@ -40,16 +40,38 @@ def _build_suite(args: argparse.Namespace):
                      samples=args.samples)
 
 
+def _tokens(text: str | None) -> int | None:
+    """--context: a number of tokens written as lengths are (4096, 128k, 1M)."""
+    from metabench.lengths import parse_length
+
+    if text is None:
+        return None
+    if text.strip().lower().endswith("x"):
+        raise MetabenchError(f"--context {text!r} is a multiple; the context is tokens: 4096, 128k or 1M")
+    try:
+        return parse_length(text, None).tokens
+    except MetabenchError:
+        raise MetabenchError(f"--context must be a positive number of tokens (4096, 128k, 1M), got {text!r}") from None
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from metabench.generate import Options, generate_to_file
+    from metabench.reference_tokenizer import BUNDLED
+    from metabench.source import model_window, resolve_model
     from metabench.tokenizer import load_tokenizer
 
     suite = _build_suite(args)
-    if args.context is not None and args.context <= 0:
-        raise MetabenchError(f"--context must be a positive number of tokens, got {args.context}")
-    tok = load_tokenizer(args.tokenizer)
+    context, tokenizer = _tokens(args.context), args.tokenizer
+    if args.context_from:
+        if context is not None:
+            raise MetabenchError("pass --context or --context-from, not both")
+        source = resolve_model(args.context_from)
+        window = model_window(source)
+        context, tokenizer = window.context, tokenizer or str(source.folder)
+        print(f"1x = {context} tokens ({window.source})", file=sys.stderr)
+    tok = load_tokenizer(tokenizer or str(BUNDLED))
     opts = Options(
-        context=args.context,
+        context=context,
         marker=args.marker,
         chat_template=args.chat_template,
         haystack_files=tuple(args.haystack or ()),
@@ -130,8 +152,6 @@ def _parse_rope(text: str | None) -> dict | None:
                 raise MetabenchError(f"--rope: {key} must be a number, got {value!r}") from None
     if not isinstance(rope, dict) or "rope_type" not in rope:
         raise MetabenchError("--rope needs a rope_type, e.g. yarn:factor=2")
-    if rope["rope_type"] == "yarn" and float(rope.get("factor", 0)) <= 1:
-        raise MetabenchError("--rope yarn needs factor > 1, e.g. yarn:factor=2")
     return rope
 
 
@@ -142,7 +162,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from metabench.runner import RunConfig, format_table, run
 
     suite = _build_suite(args)
-    for flag in ("context", "batch_size", "max_model_len", "tensor_parallel_size", "data_parallel_size", "retries",
+    for flag in ("batch_size", "max_model_len", "tensor_parallel_size", "data_parallel_size", "retries",
                  "request_timeout", "max_tokens"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
@@ -157,7 +177,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     opts = Options(marker=args.marker, chat_template=args.chat_template, haystack_files=tuple(args.haystack or ()),
                    answer_prefix=not args.no_answer_prefix, system=args.system)
     cfg = RunConfig(
-        model=args.model, suite=suite, out=Path(args.out), tokenizer=args.tokenizer, context=args.context,
+        model=args.model, suite=suite, out=Path(args.out), tokenizer=args.tokenizer, context=_tokens(args.context),
         name=args.name, options=opts, backend=backend, allow_beyond_context=args.allow_beyond_context,
         progress=not args.quiet, command=" ".join(["metabench", *sys.argv[1:]]),
     )
@@ -281,24 +301,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate a suite's samples at exact token lengths (JSONL)")
     _suite_flags(g)
-    g.add_argument("--tokenizer", default=str(BUNDLED), help="local tokenizer or model folder (default: the bundled reference tokenizer)")
-    g.add_argument("--context", type=int, help="the model's context in tokens; lengths like 2x resolve against it")
+    g.add_argument("--tokenizer", help="tokenizer or model folder, or a hub id (default: --context-from's model, "
+                   "else the bundled reference tokenizer)")
+    g.add_argument("--context", help="the model's context in tokens (4096, 128k); lengths like 2x resolve against it")
+    g.add_argument("--context-from", metavar="MODEL", help="take 1x from this model's config (a folder or hub id), "
+                   "as `metabench run` does; its tokenizer too unless --tokenizer is given")
     g.add_argument("--verify-lengths", action="store_true", help="tokenize every prompt in full (slower; the default count is already exact for tokenizers that pass the additivity check)")
     g.add_argument("--out", required=True, help="output JSONL file")
     g.set_defaults(func=_cmd_generate)
 
     r = sub.add_parser("run", help="evaluate a model on a suite (transformers, vLLM or an OpenAI-compatible server)")
-    r.add_argument("--model", required=True, help="hf:PATH | vllm:PATH | openai:URL | openai-chat:URL (a /v1 base URL)")
+    r.add_argument("--model", required=True, help="hf:PATH | vllm:PATH (a folder or a hub id ORG/NAME[@REVISION]) | "
+                   "openai:URL | openai-chat:URL (a /v1 base URL)")
     r.add_argument("--out", required=True, help="results folder; rerun the same command to resume")
     _suite_flags(r)
     r.add_argument("--tokenizer", help="tokenizer folder (default: the model folder; required for openai)")
-    r.add_argument("--context", type=int, help="the model's context in tokens (default: from its config or the server)")
+    r.add_argument("--context", help="1x in tokens (4096, 128k, 1M); default: the model's configured window "
+                   "(max_position_embeddings after its config's rope scaling) or the server's")
     r.add_argument("--system", metavar="TEXT", help="a system message before each prompt (openai-chat, or with --chat-template); "
                    "counted in the length")
     r.add_argument("--name", help="model name on leaderboards (default: the folder or served model name)")
     r.add_argument("--no-answer-prefix", action="store_true", help="end prompts at the question, without the task's answer prefix")
     r.add_argument("--allow-beyond-context", action="store_true", help="evaluate lengths above the model's window")
-    r.add_argument("--rope", help="rope override, e.g. yarn:factor=2 or a JSON dict in transformers' rope_parameters format")
+    r.add_argument("--rope", help="rope override composed with the config's own scaling, e.g. yarn:factor=2 (or "
+                   "llama3:factor=16 on a llama3 config), or a JSON dict in transformers' rope_parameters format")
     r.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
     r.add_argument("--device", default="auto", help="hf: auto | cpu | cuda | cuda:N")
     r.add_argument("--batch-size", type=int, default=8, help="requests per batch (hf) / concurrent requests (openai)")

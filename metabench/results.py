@@ -39,7 +39,13 @@ them (lm-eval logs neither).
 summary.json:
 
     {"format": "metabench.summary/1",
-     "model": {"name", "spec", "context"},
+     "model": {"name", "spec",
+               "context",          1x in tokens: the lengths' multiples count from it (window.py)
+               "context_source",   which number 1x was, in words ("max_position_embeddings
+                                   131072 (llama3 scaling of 8192); pre-extension 8192", "--context")
+               "native_context",   the window before any extension in the config
+               "window",           the most the model served as loaded (1x, or a --rope extension)
+               "positions", "rope_type", "sliding_window"},   the config's, when known
      "suite": {"name", "seed", "lengths": {label: tokens}, "entries": [...]},
      "provenance": {...},
      "cells": [{"entry", "task", "variant", "length", "length_label", "depth",

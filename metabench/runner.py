@@ -59,8 +59,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from metabench import __version__
-from metabench.backends import (SERVED, Backend, BackendOptions, Completion, Request, folder_hashes, make_backend,
-                                model_folder, parse_model, read_config, windows)
+from metabench.backends import (SERVED, Backend, BackendOptions, Completion, Request, Target, folder_hashes, make_backend,
+                                parse_model, resolve_target)
 from metabench.errors import MetabenchError
 from metabench.generate import Options, make_sample
 from metabench.lengths import Length, parse_lengths
@@ -71,6 +71,7 @@ from metabench.schema import Sample, dumps
 from metabench.scoring import score
 from metabench.suite import Suite
 from metabench.tokenizer import Tokenizer, load_tokenizer
+from metabench.window import context_source
 
 
 @dataclass(frozen=True)
@@ -113,17 +114,29 @@ def _hardware() -> dict[str, Any]:
     return hw
 
 
-class _Window:
-    """The model's window, known before loading it (config.json, or the server)."""
+@dataclass(frozen=True)
+class _Model:
+    """What is known of the model before loading it: where it is, 1x, and the most it serves."""
 
-    def __init__(self, cfg: RunConfig):
-        kind, target = parse_model(cfg.model)
-        self.kind = kind
-        if kind in SERVED:
-            self.context = self.native = None
-            return
-        folder = model_folder(target)
-        self.context, self.native = windows(read_config(folder), cfg.backend.rope_parameters)
+    kind: str
+    target: Target | None  # None for an openai server, which states only its max_model_len
+    tokenizer: str | None  # default tokenizer folder: the model's (for a hub id, its snapshot)
+    limit: int | None  # the longest prompt + answer it serves
+
+
+def _model(cfg: RunConfig) -> _Model:
+    kind, spec = parse_model(cfg.model)
+    if kind in SERVED:
+        return _Model(kind, None, cfg.tokenizer, None)
+    target = resolve_target(spec, cfg.backend.rope_parameters)
+    return _Model(kind, target, cfg.tokenizer or str(target.source.folder), target.limit)
+
+
+def _window_record(model: _Model, context: int, given: bool) -> dict[str, Any]:
+    """summary.json's words on the window: 1x in tokens, which number it was, the most the model serves."""
+    window = model.target.window if model.target else None
+    fields = window.record() if window else {"native_context": model.limit}
+    return {**fields, "context": context, "context_source": context_source(window, context, given), "window": model.limit}
 
 
 @dataclass
@@ -132,8 +145,7 @@ class _Plan:
 
     kind: str
     target: str
-    window: _Window
-    tokenizer_path: str
+    model: _Model
     tok: Tokenizer
     context: int
     lengths: list[Length]  # shortest first
@@ -150,21 +162,20 @@ def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
     thinking = Thinking.parse(cfg.backend.thinking)
     if kind == "openai-chat":  # measured through the template the server applies; no answer prefix after it
         cfg = dataclasses.replace(cfg, options=dataclasses.replace(cfg.options, chat_template=True, answer_prefix=False))
-    window = _Window(cfg)
-    tokenizer_path = cfg.tokenizer or (target if kind not in SERVED else None)
+    model = _model(cfg)
     if kind in SERVED and backend is None:  # cheap: ask the server for its model and window first
-        backend = make_backend(cfg.model, cfg.backend, tokenizer_path)
+        backend = make_backend(cfg.model, cfg.backend, model.tokenizer)
     if kind in SERVED:
-        window.context = window.native = backend.context
-    if tokenizer_path is None:
+        model = dataclasses.replace(model, limit=backend.context)
+    if model.tokenizer is None:
         raise MetabenchError("pass --tokenizer DIR: the model's tokenizer is needed to measure lengths")
-    tok = load_tokenizer(tokenizer_path)
+    tok = load_tokenizer(model.tokenizer)
     chat = tok.chat_wrap(cfg.options.system) if kind == "openai-chat" else None  # no template: refused here
-    context = cfg.context or window.native
+    context = cfg.context or (model.target.window.context if model.target else model.limit)
     if context is None:
         raise MetabenchError("the model's context length is unknown: pass --context N")
     lengths = sorted(parse_lengths(list(cfg.suite.lengths), context), key=lambda l: l.tokens)
-    limit, longest = window.context, lengths[-1]
+    limit, longest = model.limit, lengths[-1]
     thinking_budget = cfg.backend.max_tokens or 0  # on top of each sample's answer budget
     need = longest.tokens + thinking_budget
     plus = f" + --max-tokens {thinking_budget}" if thinking_budget else ""
@@ -179,8 +190,7 @@ def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
                 f"length {longest.label} ({longest.tokens} tokens{plus}) exceeds the model's {limit}-token window; pass "
                 "--allow-beyond-context to evaluate it anyway, or extend the window with --rope (e.g. YaRN)"
             )
-    return cfg, _Plan(kind, target, window, tokenizer_path, tok, context, lengths, backend, thinking, chat,
-                      thinking_budget, need)
+    return cfg, _Plan(kind, target, model, tok, context, lengths, backend, thinking, chat, thinking_budget, need)
 
 
 def _identity(cfg: RunConfig, plan: _Plan, weights: dict[str, Any] | None) -> dict[str, Any]:
@@ -401,16 +411,20 @@ def _generate(cfg: RunConfig, plan: _Plan, backend: Backend, done: set[str]) -> 
     return gen_time
 
 
+def _default_name(spec: str, backend: Backend) -> str:
+    kind, target = parse_model(spec)
+    if kind in SERVED:
+        return getattr(backend, "served", target)
+    return Path(target.partition("@")[0]).name  # a folder's name, or a hub id's NAME
+
+
 def _summary(cfg: RunConfig, plan: _Plan, backend: Backend, identity: dict[str, Any], started: float,
              gen_time: float, resumed_from: int) -> dict[str, Any]:
-    kind, target = plan.kind, plan.target
-    name = cfg.name or (Path(target).name if kind not in SERVED else getattr(backend, "served", target))
+    name = cfg.name or _default_name(cfg.model, backend)
     rows = load_rows(cfg.out / "results.jsonl")
-    window = plan.window
     return {
         "format": SUMMARY_FORMAT,
-        "model": {"name": name, "spec": cfg.model, "context": plan.context, "native_context": window.native,
-                  "window": window.context},
+        "model": {"name": name, "spec": cfg.model, **_window_record(plan.model, plan.context, cfg.context is not None)},
         "suite": {"name": cfg.suite.name, "seed": cfg.suite.seed, "source": cfg.suite.source,
                   "lengths": {l.label: l.tokens for l in plan.lengths}, "entries": identity["suite"]["entries"]},
         "provenance": {
@@ -446,7 +460,7 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
         weights = None
         if plan.kind not in SERVED:
             _say(cfg, "fingerprinting the weights (a full read only when they changed since the last start)")
-            weights = folder_hashes(model_folder(plan.target), (old or {}).get("weights"))
+            weights = folder_hashes(plan.model.target.source.folder, (old or {}).get("weights"))
         identity = _identity(cfg, plan, weights)
         rows = _open_folder(cfg.out, identity, old, weights)
         finished = _finished_summary(cfg, plan.lengths, rows)
@@ -455,7 +469,7 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
         done = {r["id"] for r in rows}
         if backend is None:
             _say(cfg, f"loading {cfg.model}")
-            backend = make_backend(cfg.model, cfg.backend, plan.tokenizer_path, max_len=plan.need)
+            backend = make_backend(cfg.model, cfg.backend, plan.model.tokenizer, max_len=plan.need)
         gen_time = _generate(cfg, plan, backend, done)
         summary = _summary(cfg, plan, backend, identity, started, gen_time, len(done))
         write_json(cfg.out / "summary.json", summary)
@@ -469,7 +483,9 @@ def format_table(summary: dict[str, Any]) -> str:
     labels = [label for label, _ in sorted(summary["suite"]["lengths"].items(), key=lambda kv: kv[1])]
     entries = list(dict.fromkeys(c["entry"] for c in cells))
     width = max(len(e) for e in entries) + 2
-    lines = [f"{'task':<{width}}" + "".join(f"{l:>9}" for l in labels)]
+    model = summary.get("model", {})
+    lines = [f"1x = {model['context']} tokens ({model['context_source']})"] if model.get("context_source") else []
+    lines.append(f"{'task':<{width}}" + "".join(f"{l:>9}" for l in labels))
     by = {(c["entry"], c["length_label"]): c for c in cells}
     for e in entries:
         vals = []

@@ -58,9 +58,11 @@ def any_tok(request):
     return request.getfixturevalue(request.param)
 
 
-def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, steps: int = 150, context: int = 1024, seed: int = 0) -> Path:
+def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, steps: int = 150, context: int = 1024, seed: int = 0,
+                     **config_overrides) -> Path:
     """A real transformers Llama (2 layers, head_dim 64 so vLLM's CPU kernels take it),
-    trained a few steps on procedural text so its logits are far from uniform."""
+    trained a few steps on procedural text so its logits are far from uniform.
+    `config_overrides` go to LlamaConfig (e.g. rope_parameters)."""
     import shutil
 
     import torch
@@ -74,6 +76,7 @@ def build_tiny_llama(out_dir: Path, tokenizer_dir: Path, steps: int = 150, conte
         vocab_size=tok.backend.get_vocab_size(), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=context,
         bos_token_id=None, eos_token_id=0, pad_token_id=0, tie_word_embeddings=True, torch_dtype="float32",
+        **config_overrides,
     )
     model = LlamaForCausalLM(config)
     import random as _random

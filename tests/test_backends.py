@@ -94,9 +94,8 @@ def test_openai_server_matches_hf(hf_rows, tiny_llama_dir, vllm_server, tmp_path
     assert summary["model"]["name"] == "tiny" and summary["model"]["context"] == 1024
 
 
-def test_model_specs_and_windows():
-    """The window a run is checked against comes from config.json and any rope override, before a model loads."""
-    from metabench.backends import parse_model, windows
+def test_model_specs():
+    from metabench.backends import parse_model
     from metabench.errors import MetabenchError
 
     assert parse_model("vllm:/m") == ("vllm", "/m") and parse_model("openai:http://h:1/v1") == ("openai", "http://h:1/v1")
@@ -104,8 +103,46 @@ def test_model_specs_and_windows():
     for bad in ("gguf:/m", "hf:", "/m", "chat:http://h:1/v1"):
         with pytest.raises(MetabenchError, match="write hf:PATH, vllm:PATH, openai:URL or openai-chat:URL"):
             parse_model(bad)
-    assert windows({"max_position_embeddings": 256}, None) == (256, 256)
-    assert windows({"max_position_embeddings": 256}, {"rope_type": "yarn", "factor": 2.0}) == (512, 256)
-    extended = {"max_position_embeddings": 512, "rope_parameters": {"rope_type": "yarn", "factor": 2.0,
-                                                                    "original_max_position_embeddings": 256}}
-    assert windows(extended, None) == (512, 256)  # a YaRN checkpoint (metabench extend) keeps its native window
+
+
+# ----------------------------------------------------------------------------- a Llama-3-style rope config
+
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 4.0, "original_max_position_embeddings": 256,
+               "low_freq_factor": 1.0, "high_freq_factor": 4.0}
+LLAMA3_SUITE = "name: llama3\nseed: 5\nsamples: 3\ntasks: [{task: needle, variant: single}, {task: copy, variant: short}]\n"
+
+
+@pytest.fixture(scope="module")
+def llama3_dir(tmp_path_factory, bytelevel_dir):
+    """A tiny trained Llama with rope_theta 500000 and llama3 scaling (256 -> 1024), as Llama-3.1 ships."""
+    from conftest import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("llama3"), bytelevel_dir, steps=100, seed=1,
+                            rope_parameters=dict(LLAMA3_ROPE))
+
+
+def _llama3_rows(tmp: Path, model: str, lengths: str, *extra: str) -> tuple[dict[str, str], dict]:
+    suite = tmp / "suite.yaml"
+    suite.write_text(LLAMA3_SUITE)
+    out = tmp / model.split(":")[0]
+    r = subprocess.run([sys.executable, "-m", "metabench", "run", "--quiet", "--suite", str(suite), "--lengths", lengths,
+                        "--model", model, "--dtype", "float32", "--out", str(out), *extra], capture_output=True, text=True,
+                       env={**__import__("os").environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {json.loads(x)["id"]: json.loads(x)["prediction"] for x in (out / "results.jsonl").read_text().splitlines()}
+    return rows, json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rope, lengths, window", [(None, "0.5x,1x", 1024), ("llama3:factor=8", "2x", 2048)])
+def test_llama3_rope_parity_hf_vllm(llama3_dir, tmp_path, rope, lengths, window):
+    """rope_theta 500000 and llama3 scaling reach vLLM as transformers reads them, with and without --rope:
+    the same greedy tokens (a reset rope_theta or a replaced scaling changes them past the 256-token original)."""
+    pytest.importorskip("vllm")
+    extra = ("--rope", rope) if rope else ()
+    hf, summary = _llama3_rows(tmp_path / "hf", f"hf:{llama3_dir}", lengths, *extra)
+    vl, _ = _llama3_rows(tmp_path / "vllm", f"vllm:{llama3_dir}", lengths, *extra, "--gpu-memory-utilization", "0.3")
+    assert summary["model"]["window"] == window and summary["model"]["context"] == 1024
+    assert set(hf) == set(vl) and len(hf) == 2 * 3 * len(lengths.split(","))
+    assert sum(hf[k] != vl[k] for k in hf) <= 1, [(k, hf[k], vl[k]) for k in hf if hf[k] != vl[k]]
+    assert sum(bool(p.strip()) for p in hf.values()) >= len(hf) // 2  # the model says something to compare

@@ -14,8 +14,11 @@ same way for every backend.
 
 Model specs: `hf:PATH`, `vllm:PATH`, `openai:URL` (an OpenAI-compatible
 `/v1` base URL, completions) and `openai-chat:URL` (its chat completions:
-the request carries the same prompt as messages, see openai.py). Heavy
-libraries are imported inside each backend module.
+the request carries the same prompt as messages, see openai.py). PATH is a local
+folder or a hub id ORG/NAME[@REVISION] (see source.py). A rope override
+reaches every backend as the full rope parameters composed with the
+config's own (window.extend): no backend resets `rope_theta` or any key the
+user did not name. Heavy libraries are imported inside each backend module.
 
 Each Completion says why it ended (`finish_reason`: stop, length, error), so
 answers cut off at the cap are counted rather than silently scored 0, and
@@ -25,12 +28,13 @@ carries the server's own prompt token count where it reports one.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from metabench.errors import MetabenchError
+from metabench.source import ModelSource, model_window, read_config, resolve_model
+from metabench.window import Extension, Window, extend
 
 Kind = Literal["hf", "vllm", "openai", "openai-chat"]
 SERVED: tuple[Kind, ...] = ("openai", "openai-chat")  # backends behind a URL: the server knows the window
@@ -110,8 +114,7 @@ class Backend(Protocol):
     kind: Kind
     model: str  # path or URL
     tokenizer_path: str
-    context: int | None  # the model's window after any rope override (max_position_embeddings)
-    native_context: int | None  # the window the model was trained with
+    context: int | None  # the longest prompt + answer it serves: 1x, or the window a rope override extends to
 
     def generate(self, requests: list[Request]) -> list[Completion]: ...
 
@@ -127,35 +130,52 @@ def parse_model(spec: str) -> tuple[Kind, str]:
     return kind, target  # type: ignore[return-value]
 
 
-def model_folder(path: str) -> Path:
-    folder = Path(path)
-    if not folder.is_dir():
-        raise MetabenchError(f"model folder {folder} does not exist; pass a local folder with config.json and weights")
-    if not (folder / "config.json").is_file():
-        raise MetabenchError(f"{folder} has no config.json; is it a transformers model folder?")
-    return folder
+@dataclass(frozen=True)
+class Target:
+    """A local or hub model, its window from config.json, and the `--rope` extension applied to it, if any."""
+
+    source: ModelSource
+    window: Window
+    extension: Extension | None
+
+    @property
+    def limit(self) -> int:
+        """The longest prompt + answer the model serves as loaded: the extended window, else 1x."""
+        return self.extension.window if self.extension else self.window.context
 
 
-def read_config(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / "config.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise MetabenchError(f"{folder / 'config.json'} is not valid JSON: {exc}") from exc
+def resolve_target(path: str, rope: dict[str, Any] | None) -> Target:
+    """Resolve `path` (folder or hub id), read its window and compose `rope` with its config's scaling."""
+    source = resolve_model(path)
+    window = model_window(source)
+    return Target(source, window, extend(window, rope, source.load_name) if rope else None)
 
 
-def windows(config: dict[str, Any], rope: dict[str, Any] | None) -> tuple[int | None, int | None]:
-    """(context after the rope override, native context) from a config.json dict."""
-    native = config.get("max_position_embeddings") or config.get("n_positions") or config.get("max_seq_len")
-    existing = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    if existing.get("original_max_position_embeddings"):
-        native = existing["original_max_position_embeddings"]
-        if not rope:
-            return config.get("max_position_embeddings"), native
-    if rope and native:
-        factor = float(rope.get("factor", 1.0))
-        original = rope.get("original_max_position_embeddings", native)
-        return int(original * factor), int(original)
-    return native, native
+def rope_overrides(target: Target) -> dict[str, Any]:
+    """Config attributes to set so the engine serves the target's window, for transformers' config and
+    vLLM's hf_overrides alike: a rope override's, or a YaRN config's unscaled max_position_embeddings.
+
+    The composed parameters hold every key of the config's own; `rope_theta` can still be missing when
+    the config leaves it to the model class's default, so that default is read from transformers.
+    """
+    if target.extension is None:
+        return dict(target.window.overrides)
+    rope = dict(target.extension.rope_parameters)
+    if "rope_theta" not in rope:
+        from transformers import AutoConfig
+
+        model_type = read_config(target.source.folder).get("model_type", "")
+        try:
+            default = AutoConfig.for_model(model_type).rope_parameters or {}
+        except (ValueError, KeyError, AttributeError, TypeError):
+            default = {}
+        if "rope_theta" not in default:
+            raise MetabenchError(
+                f"--rope: {target.source.load_name}'s config states no rope_theta and transformers knows no default for "
+                f"model_type {model_type!r}; add rope_theta to the --rope parameters"
+            )
+        rope["rope_theta"] = default["rope_theta"]
+    return {**target.extension.overrides, "rope_parameters": rope}
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")

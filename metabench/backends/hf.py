@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metabench.backends import BackendOptions, Completion, Request, folder_hashes, model_folder, read_config, windows
+from metabench.backends import BackendOptions, Completion, Request, folder_hashes, resolve_target, rope_overrides
 from metabench.errors import MetabenchError
 from safetensors import SafetensorError
 from metabench.tokenizer import load_tokenizer
@@ -28,35 +28,31 @@ class HFBackend:
 
         register()  # the reference architecture loads through the Auto classes
 
-        folder = model_folder(path)
-        self.model = str(folder)
-        self.tokenizer_path = tokenizer_path or self.model
+        self.target = resolve_target(path, options.rope_parameters)
+        source = self.target.source
+        self.model = source.load_name
+        self.context = self.target.limit
+        self.tokenizer_path = tokenizer_path or str(source.folder)
         self.options = options
-        cfg_dict = read_config(folder)
-        self.context, self.native_context = windows(cfg_dict, options.rope_parameters)
-        config = AutoConfig.from_pretrained(self.model, local_files_only=True)
-        if options.rope_parameters:
-            rope = dict(options.rope_parameters)
-            rope.setdefault("rope_theta", (getattr(config, "rope_parameters", None) or {}).get("rope_theta", 10000.0))
-            rope.setdefault("original_max_position_embeddings", self.native_context)
-            config.rope_parameters = rope
-            config.max_position_embeddings = self.context
+        pinned = dict(revision=source.revision) if source.repo_id else dict(local_files_only=True)
+        config = AutoConfig.from_pretrained(self.model, **pinned)
+        for key, value in rope_overrides(self.target).items():
+            setattr(config, key, value)
         device = _device(options.device)
         dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(options.dtype)
         if dtype is None:
             raise MetabenchError(f"--dtype {options.dtype!r}: choose auto, float32, bfloat16 or float16")
         try:
-            self.lm = AutoModelForCausalLM.from_pretrained(self.model, config=config, dtype=dtype, local_files_only=True)
+            self.lm = AutoModelForCausalLM.from_pretrained(self.model, config=config, dtype=dtype, **pinned)
         except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise MetabenchError(f"cannot load the model in {folder} (damaged or incomplete weights?): {first}") from exc
+            raise MetabenchError(f"cannot load the model {self.model} (damaged or incomplete weights?): {first}") from exc
         self.lm.to(device).eval()
         self.device = device
         gen = self.lm.generation_config
         self.eos = gen.eos_token_id if gen.eos_token_id is not None else config.eos_token_id
         pad = gen.pad_token_id if gen.pad_token_id is not None else getattr(config, "pad_token_id", None)
         self.pad = pad if pad is not None else (self.eos if isinstance(self.eos, int) else 0)
-        self.folder = folder
         self.tok = load_tokenizer(self.tokenizer_path)  # decodes completions exactly as lengths were measured
 
     def generate(self, requests: list[Request]) -> list[Completion]:
@@ -91,7 +87,8 @@ class HFBackend:
         return {
             "backend": "hf",
             "model": self.model,
-            **{k: v for k, v in folder_hashes(self.folder).items() if k != "stat"},
+            **self.target.source.record(),
+            **{k: v for k, v in folder_hashes(self.target.source.folder).items() if k != "stat"},
             "dtype": str(next(self.lm.parameters()).dtype).replace("torch.", ""),
             "device": self.device,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

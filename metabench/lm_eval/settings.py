@@ -35,11 +35,13 @@ from typing import Any, Mapping
 
 from metabench.errors import LengthError, MetabenchError
 from metabench.lengths import Length, parse_lengths
+from metabench.source import is_hub_id, resolve_model
 from metabench.tokenizer import Tokenizer
+from metabench.window import read_window
 
 METADATA_KEYS: dict[str, str] = {
     "max_seq_lengths": "lengths: tokens (1024, 4k) or context multiples (0.5x, 2x); default [0.25x, 0.5x, 1x]",
-    "context": "the model's context in tokens, for multiples; default: config.json of the local model folder",
+    "context": "the model's context in tokens, for multiples; default: 1x of the model's config.json, as `metabench run` reads it",
     "samples": "samples per task entry and length; default 20",
     "data_seed": "seed of the generated data; default 0 (`seed` is left to the model: vLLM and API models take one)",
     "marker": "meta-token string inserted at each task's meta-token positions; default none",
@@ -146,17 +148,15 @@ def check_keys(kwargs: Mapping[str, Any]) -> None:
 
 
 def _local_folder(name: str) -> Path | None:
-    """A local folder for `name`: the path itself, or a hub id's snapshot already in the HF cache."""
+    """A local folder for `name`: the path itself, or a hub id's snapshot (config and tokenizer files only)."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
-    if path.is_absolute() or name.startswith(".") or name.count("/") > 1:
+    if not is_hub_id(name):
         return None
     try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, local_files_only=True))  # never downloads
-    except Exception:  # not cached, not a valid id, huggingface_hub missing: all mean "no folder"
+        return resolve_model(name).folder  # huggingface_hub's cache; HF_HUB_OFFLINE applies
+    except MetabenchError:  # not on the hub, not cached offline: there is no folder
         return None
 
 
@@ -169,13 +169,13 @@ def resolve_tokenizer(kwargs: Mapping[str, Any]) -> str:
             if folder is None:
                 hint = "" if key != "model" else " (for API models `model` is the served name)"
                 raise MetabenchError(
-                    f"{key}={value!r} is neither a local folder nor a model in the Hugging Face cache{hint}; "
-                    "metabench never downloads: pass --model_args tokenizer=<local tokenizer folder>"
+                    f"{key}={value!r} is neither a local folder nor a hub model{hint}; "
+                    "pass --model_args tokenizer=<tokenizer folder or hub id>"
                 )
             return str(folder)
     raise MetabenchError(
         "metabench tasks build prompts to exact lengths with the evaluated model's tokenizer: pass "
-        "`pretrained` or `tokenizer` in --model_args (a local folder or a model in the Hugging Face cache)"
+        "`pretrained` or `tokenizer` in --model_args (a local folder or a hub id)"
     )
 
 
@@ -214,14 +214,17 @@ def _model_folder(kwargs: Mapping[str, Any]) -> Path | None:
 
 
 def resolve_context(kwargs: Mapping[str, Any]) -> int | None:
+    """`--metadata context`, else 1x of the model's config, as `metabench run` reads it (window.py)."""
     value = kwargs.get("context")
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise MetabenchError(f"--metadata context must be a positive number of tokens, got {value!r}")
         return value
     folder = _model_folder(kwargs)
-    found = _config_positions(folder) if folder else None
-    return found[0] if found else None
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    window = read_window(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    return window.context if window else None
 
 
 def resolve_limit(kwargs: Mapping[str, Any]) -> Limit:

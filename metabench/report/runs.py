@@ -80,7 +80,8 @@ class Run:
     folder: Path
     name: str  # the model's name, made unique among the report's runs
     spec: str
-    context: int | None  # the model's native context in tokens
+    context: int | None  # 1x in tokens (window.py): the lengths' multiples count from it
+    context_source: str  # which number 1x was, from summary.json; '' for older summaries
     suite: dict[str, Any]
     provenance: dict[str, Any]
     cells: tuple[Cell, ...]
@@ -160,7 +161,8 @@ def load_run(folder: str | Path, per_cell: int | None) -> Run:
         samples = pick_samples(rows, per_cell) if per_cell is not None else None
     return Run(
         folder=folder, name=str(model.get("name") or folder.name), spec=str(model.get("spec") or ""),
-        context=int(context) if context else None, suite=dict(summary["suite"]),
+        context=int(context) if context else None, context_source=str(model.get("context_source") or ""),
+        suite=dict(summary["suite"]),
         provenance=dict(summary.get("provenance") or {}), cells=cells, samples=samples,
     )
 
