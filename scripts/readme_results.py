@@ -5,7 +5,8 @@
 
 The block sits between `<!-- results:start -->` and `<!-- results:end -->` and
 is built from leaderboards/reference-tiny/runs/*.summary.json (written by
-scripts/leaderboards.sh). The bundled models are the models of the run published
+scripts/leaderboards.sh) and the tiny model's analysis in
+leaderboards/reproduce-tiny-cpu/analysis-meta.json. The bundled models are the models of the run published
 in leaderboards/reproduce-tiny-cpu, so that run's numbers are the same and get no
 columns of their own.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "leaderboards" / "reference-tiny" / "runs"
+ANALYSIS = ROOT / "leaderboards" / "reproduce-tiny-cpu" / "analysis-meta.json"  # `metabench analyze` of the tiny model
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 COLUMNS = [("tiny", "1x"), ("tiny-nometa", "1x"), ("tiny-yarn2x", "2x"), ("tiny-nometa-yarn2x", "2x"), ("tiny", "2x")]
 
@@ -50,7 +52,18 @@ def table() -> str:
     note = (f"Primary metric in percent with its 95% interval, {n} samples per cell; the window is 256 tokens, "
             "so `tiny 2x` runs past it and `*-yarn2x` runs inside the YaRN-extended window. The models are "
             "those of `metabench reproduce --preset tiny` on 2 CPU cores (leaderboards/reproduce-tiny-cpu).")
-    return "\n".join(lines) + "\n\n" + note + "\n"
+    return "\n".join(lines) + "\n\n" + note + "\n\n" + entropy_line() + "\n"
+
+
+def entropy_line() -> str:
+    """The measured attention-entropy drop at meta-tokens, with its sign, beside the paper's."""
+    a = json.loads(ANALYSIS.read_text())
+    att, paper = a["attention"], a["paper"]["mean_entropy_drop"]
+    drop = att["mean_entropy_drop"]
+    way = "sharper (as in the paper)" if drop > 0 else "flatter (the paper finds it sharper)"
+    return (f"Attention entropy at meta-tokens, `tiny` (`{ANALYSIS.relative_to(ROOT)}`): mean drop {drop:+.2f} nats "
+            f"(meta rows {att['mean_entropy_meta']:.2f}, other rows {att['mean_entropy_other']:.2f}; drop = other - meta), "
+            f"so attention at meta-tokens is {way}; the paper reports {paper:+.2f}.")
 
 
 def main() -> int:
