@@ -57,7 +57,7 @@ def _tokens(text: str | None) -> int | None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from metabench.generate import Options, generate_to_file
     from metabench.reference_tokenizer import BUNDLED
-    from metabench.source import model_window, resolve_model
+    from metabench.source import model_window, resolve_model, tokenizer_folder
     from metabench.tokenizer import load_tokenizer
 
     suite = _build_suite(args)
@@ -69,7 +69,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         window = model_window(source)
         context, tokenizer = window.context, tokenizer or str(source.folder)
         print(f"1x = {context} tokens ({window.source})", file=sys.stderr)
-    tok = load_tokenizer(tokenizer or str(BUNDLED))
+    tok = load_tokenizer(tokenizer_folder(tokenizer) if tokenizer else str(BUNDLED))
     opts = Options(
         context=context,
         marker=args.marker,

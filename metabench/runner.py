@@ -69,6 +69,7 @@ from metabench.reasoning import Thinking, split
 from metabench.results import SUMMARY_FORMAT, check_counts, load_rows, result_row, summarize_rows, write_json
 from metabench.schema import Sample, dumps
 from metabench.scoring import score
+from metabench.source import tokenizer_folder
 from metabench.suite import Suite
 from metabench.tokenizer import Tokenizer, load_tokenizer
 from metabench.window import context_source
@@ -126,10 +127,11 @@ class _Model:
 
 def _model(cfg: RunConfig) -> _Model:
     kind, spec = parse_model(cfg.model)
+    tokenizer = tokenizer_folder(cfg.tokenizer) if cfg.tokenizer else None
     if kind in SERVED:
-        return _Model(kind, None, cfg.tokenizer, None)
+        return _Model(kind, None, tokenizer, None)
     target = resolve_target(spec, cfg.backend.rope_parameters)
-    return _Model(kind, target, cfg.tokenizer or str(target.source.folder), target.limit)
+    return _Model(kind, target, tokenizer or str(target.source.folder), target.limit)
 
 
 def _window_record(model: _Model, context: int, given: bool) -> dict[str, Any]:
@@ -195,8 +197,9 @@ def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
 
 def _identity(cfg: RunConfig, plan: _Plan, weights: dict[str, Any] | None) -> dict[str, Any]:
     s = cfg.suite
+    revision = plan.model.target.source.revision if plan.model.target else None
     out = {
-        "model": cfg.model,
+        "model": cfg.model + (f"@{revision}" if revision and "@" not in cfg.model else ""),  # a hub id's commit: no mixing
         "tokenizer": plan.tok.fingerprint,
         "suite": {
             "name": s.name, "seed": s.seed,

@@ -54,14 +54,27 @@ def resolve_model(target: str) -> ModelSource:
     folder = Path(target).expanduser()
     if not folder.is_dir():
         raise MetabenchError(
-            f"model {target} is neither a local folder nor a hub id (ORG/NAME); pass a folder with config.json and weights"
+            f"model folder {target} does not exist and is not a hub id (ORG/NAME); pass a folder with config.json and weights"
         )
     if not (folder / "config.json").is_file():
         raise MetabenchError(f"{folder} has no config.json; is it a transformers model folder?")
     return ModelSource(folder)
 
 
+def tokenizer_folder(name: str) -> str:
+    """A tokenizer's local folder: the path itself, or a hub id's snapshot (which needs no config.json)."""
+    return str(_snapshot(name)) if is_hub_id(name) else name
+
+
 def _from_hub(target: str) -> ModelSource:
+    folder = _snapshot(target)
+    if not (folder / "config.json").is_file():
+        raise MetabenchError(f"hub id {target}: revision {folder.name} has no config.json; is it a transformers model?")
+    return ModelSource(folder, target.partition("@")[0], folder.name)  # a snapshot folder is named by its commit
+
+
+def _snapshot(target: str) -> Path:
+    """The cache snapshot of hub id ORG/NAME[@REVISION] with its small files (config, tokenizer)."""
     repo_id, _, revision = target.partition("@")
     try:
         from huggingface_hub import snapshot_download
@@ -75,9 +88,7 @@ def _from_hub(target: str) -> ModelSource:
             f"hub id {target}: cannot resolve it ({type(exc).__name__}: {first}); check the id, `hf auth login` for "
             "gated models, or pass a local folder"
         ) from None
-    if not (folder / "config.json").is_file():
-        raise MetabenchError(f"hub id {target}: revision {folder.name} has no config.json; is it a transformers model?")
-    return ModelSource(folder, repo_id, folder.name)  # a snapshot folder is named by its commit hash
+    return folder
 
 
 def read_config(folder: Path) -> dict[str, Any]:

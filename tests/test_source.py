@@ -61,6 +61,15 @@ def test_hub_id_resolves_to_its_commit(offline):
     assert resolve_model("acme/tiny-llama@v0").revision == OLD
 
 
+def test_tokenizer_by_hub_id(offline):
+    from metabench.source import tokenizer_folder
+    from metabench.tokenizer import load_tokenizer
+
+    folder = tokenizer_folder("acme/tiny-llama")
+    assert Path(folder).name == COMMIT and load_tokenizer(folder).encode("a b c")
+    assert tokenizer_folder("/no/such/folder") == "/no/such/folder"  # a path stays a path, for load_tokenizer's error
+
+
 def test_local_folder_wins_and_unknown_ids_are_one_line(offline, tmp_path, monkeypatch):
     from metabench.source import is_hub_id, resolve_model
 
@@ -102,6 +111,8 @@ def test_hf_and_vllm_run_a_hub_id_offline(offline, tmp_path, tiny_llama_dir):
     assert (backend["repo_id"], backend["revision"]) == ("acme/tiny-llama", COMMIT)
     assert hf["model"]["name"] == "tiny-llama" and hf["model"]["context"] == 1024
     assert hf["provenance"]["tokenizer"]["path"].endswith(COMMIT)
+    identity = json.loads((tmp_path / "hf" / "config.json").read_text())["identity"]
+    assert identity["model"] == f"hf:acme/tiny-llama@{COMMIT}"  # a resume after the hub moves main is refused
     pytest.importorskip("vllm")
     vl = _run(offline, tmp_path, "vllm:acme/tiny-llama", "--gpu-memory-utilization", "0.3")
     assert vl["provenance"]["backend"]["revision"] == COMMIT

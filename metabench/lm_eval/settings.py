@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 from metabench.errors import LengthError, MetabenchError
 from metabench.lengths import Length, parse_lengths
-from metabench.source import is_hub_id, resolve_model
+from metabench.source import is_hub_id, tokenizer_folder
 from metabench.tokenizer import Tokenizer
 from metabench.window import read_window
 
@@ -155,7 +155,7 @@ def _local_folder(name: str) -> Path | None:
     if not is_hub_id(name):
         return None
     try:
-        return resolve_model(name).folder  # huggingface_hub's cache; HF_HUB_OFFLINE applies
+        return Path(tokenizer_folder(name))  # huggingface_hub's cache; HF_HUB_OFFLINE applies
     except MetabenchError:  # not on the hub, not cached offline: there is no folder
         return None
 
