@@ -122,6 +122,7 @@ def llama3_dir(tmp_path_factory, bytelevel_dir):
 
 
 def _llama3_rows(tmp: Path, model: str, lengths: str, *extra: str) -> tuple[dict[str, str], dict]:
+    tmp.mkdir(parents=True, exist_ok=True)
     suite = tmp / "suite.yaml"
     suite.write_text(LLAMA3_SUITE)
     out = tmp / model.split(":")[0]
