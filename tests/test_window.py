@@ -152,7 +152,7 @@ def test_run_and_generate_agree_on_one_x(shaped, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     sample = json.loads((tmp_path / "data.jsonl").read_text().splitlines()[0])
     assert sample["length"] == 1024
-    r = _cli("run", "--model", f"hf:{shaped['llama3']}", "--rope", "yarn:factor=2", "--out", str(tmp_path / "refused"))
+    r = _cli("run", "--quiet", "--model", f"hf:{shaped['llama3']}", "--rope", "yarn:factor=2", "--out", str(tmp_path / "refused"))
     assert r.returncode == 2 and "pass --rope llama3:factor=8" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "refused").exists()
 
