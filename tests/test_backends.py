@@ -115,7 +115,7 @@ LLAMA3_SUITE = "name: llama3\nseed: 5\nsamples: 3\ntasks: [{task: needle, varian
 @pytest.fixture(scope="module")
 def llama3_dir(tmp_path_factory, bytelevel_dir):
     """A tiny trained Llama with rope_theta 500000 and llama3 scaling (256 -> 1024), as Llama-3.1 ships."""
-    from conftest import build_tiny_llama
+    from tiny_models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("llama3"), bytelevel_dir, steps=100, seed=1,
                             rope_parameters=dict(LLAMA3_ROPE))

@@ -188,7 +188,12 @@ def test_lm_eval_matches_metabench_run(hf_run, runner_run, tmp_path):
     for key, r in ref.items():
         for field in ("prompt_sha256", "prompt_tokens", "target", "prediction", "scores", "depth", "length_label"):
             assert ours[key][field] == r[field], (key, field)
-    assert read_summary(imported)["cells"] == read_summary(runner_run)["cells"]
+    # lm-eval's logs record no finish reason, so the import's truncated/errors counts are unknown (null), never 0.
+    unknown = ("truncated", "errors")
+    assert all(c[k] is None for c in read_summary(imported)["cells"] for k in unknown)
+    def cells(folder):
+        return [{k: v for k, v in c.items() if k not in unknown} for c in read_summary(folder)["cells"]]
+    assert cells(imported) == cells(runner_run)
     # lm-eval's own per-length numbers equal the mean of metabench's scores over that task's samples.
     res = results_json(out)["results"]
     for t in TASKS:
@@ -248,7 +253,8 @@ def test_import_counts_a_repeated_record_once(hf_run, tmp_path, capsys):
     doc_id = json.loads(first)["doc"]["id"]
     assert f"1 repeated row(s) counted once ({doc_id})" in err
     rows = list(read_rows(tmp_path / "r" / "results.jsonl"))
-    assert len(rows) == 36 and len({r["id"] for r in rows}) == 36
+    n = len(entries()) * 2 * 2  # every entry at two lengths, two samples each
+    assert len(rows) == n and len({r["id"] for r in rows}) == n
     entry, label = doc_id.rsplit("/", 2)[:2]
     cell = next(c for c in read_summary(tmp_path / "r")["cells"]
                 if (c["entry"], c["length_label"], c["depth"]) == (entry, label, None))
@@ -293,7 +299,7 @@ def test_check_reads_a_real_lm_eval_run(hf_run, tmp_path):
     _, out = hf_run
     write_baseline(out, tmp_path / "b.json")
     names = {c.name for c in load_baseline(tmp_path / "b.json")["cells"]}
-    assert {f"{t} exact_match@2048,none" for t in TASKS} <= names and not any("metabench_all" in n for n in names)
+    assert {f"{t} exact_match@2048,none" for t in TASKS if "exact_match" in task_metrics(t)} <= names and not any("metabench_all" in n for n in names)
     assert check(out, tmp_path / "b.json").exit_code == 0
     data = results_json(out)
     data["results"]["metabench_copy"]["exact_match@512,none"] = "N/A"

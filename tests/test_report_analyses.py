@@ -160,7 +160,7 @@ def test_cli_builds_the_same_bytes_twice(run, analysis_dirs, tmp_path, capsys):
     assert pages[0] == pages[1]
     html = pages[0].decode()
     assert '<a href="#analyses">Analyses</a>' in html and html.count('<article class="analysis"') == 2
-    assert '<a href="#analysis-0">tiny meta</a>' in html
+    assert '<a href="#analysis-0"><bdi>tiny meta</bdi></a>' in html
     without = tmp_path / "plain.html"
     assert main(["report", str(run), "--out", str(without)]) == 0
     assert 'id="analyses"' not in without.read_text() and "s-other" not in without.read_text()  # nor its CSS
