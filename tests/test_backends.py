@@ -109,7 +109,7 @@ def test_model_specs():
 
 LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 4.0, "original_max_position_embeddings": 256,
                "low_freq_factor": 1.0, "high_freq_factor": 4.0}
-LLAMA3_SUITE = "name: llama3\nseed: 5\nsamples: 3\ntasks: [{task: needle, variant: single}, {task: copy, variant: short}]\n"
+LLAMA3_SUITE = "name: llama3\nseed: 5\nsamples: 3\nlengths: [1x]\ntasks: [{task: needle, variant: single}, {task: copy, variant: short}]\n"
 
 
 @pytest.fixture(scope="module")
