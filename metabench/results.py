@@ -197,7 +197,7 @@ def truncation_warnings(cells: list[dict[str, Any]], option: str = "--max-tokens
     """One line per depth-pooled cell where more than a fifth of the answers hit the token cap."""
     return [
         f"{c['truncated']} of {c['n']} answers of {c['entry']} @ {c['length_label']} were cut off at the token cap; "
-        f"their scores count them as wrong: raise {option}"
+        f"each is scored on what it wrote before the cap; if the answer may come later, raise {option}"
         for c in cells if c["depth"] is None and (c.get("truncated") or 0) * 5 > c["n"]
     ]
 
