@@ -8,6 +8,7 @@ chat template.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from metabench.reference_tokenizer import corpus
 from metabench.tokenizer import load_tokenizer, train_bpe
 from tiny_models import build_tiny_llama
+from vllm_server import serve
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
@@ -130,8 +132,6 @@ def analysis_dirs(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-from ports import free_port  # noqa: E402  (re-exported for fixtures below)
-from vllm_server import serve  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -139,3 +139,13 @@ def vllm_server(tiny_llama_dir, tmp_path_factory):
     """vLLM's OpenAI server serving the tiny Llama as "tiny"."""
     with serve(tiny_llama_dir, tmp_path_factory.mktemp("vllm") / "server.log") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def config_only_model(tmp_path_factory, bytelevel_dir) -> Path:
+    """A model folder that everything before loading weights can read: tokenizer and config.json (1024 positions)."""
+    out = tmp_path_factory.mktemp("config_model")
+    for f in bytelevel_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    (out / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 1024}))
+    return out

@@ -46,16 +46,6 @@ def assert_one_line_refusal(r: Result, message: str) -> None:
     assert len(errors) == 1 and errors[0].startswith("metabench: error: "), r.stderr
 
 
-@pytest.fixture(scope="module")
-def config_only_model(tmp_path_factory, bytelevel_dir) -> Path:
-    """A model folder that everything before loading weights can read: tokenizer and config.json (1024 positions)."""
-    out = tmp_path_factory.mktemp("config_model")
-    for f in bytelevel_dir.iterdir():
-        shutil.copy(f, out / f.name)
-    (out / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 1024}))
-    return out
-
-
 # ----------------------------------------------------------------------------- refused before any work
 
 # (case, arguments after `metabench`, message). {model}, {tmp} and {file} are filled in;

@@ -88,16 +88,6 @@ def logged(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, bytelevel_dir) -> Path:
-    """A model folder without weights: the fixture tokenizer and a config.json saying 1024 positions."""
-    out = tmp_path_factory.mktemp("cfg_model")
-    for f in bytelevel_dir.iterdir():
-        shutil.copy(f, out / f.name)
-    (out / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 1024}))
-    return out
-
-
-@pytest.fixture(scope="module")
 def hf_run(tiny_llama_dir, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("lm_eval_hf")
     proc = run([sys.executable, "-m", "lm_eval", "--include_path", "tasks", "--tasks", "metabench_all",
@@ -419,8 +409,8 @@ def _evaluate_at(right: int, tasks: list[str], tm, **kwargs) -> dict:
 
 
 @pytest.mark.slow
-def test_per_length_metrics_count_only_their_own_samples(model_dir):
-    meta = {"pretrained": str(model_dir), "samples": 2, "max_seq_lengths": ["0.5x", "1x"]}
+def test_per_length_metrics_count_only_their_own_samples(config_only_model):
+    meta = {"pretrained": str(config_only_model), "samples": 2, "max_seq_lengths": ["0.5x", "1x"]}
     res = _evaluate(["metabench_all"], _task_manager(meta))
     for t in TASKS:
         r = res["results"][t]
@@ -432,9 +422,9 @@ def test_per_length_metrics_count_only_their_own_samples(model_dir):
 
 
 @pytest.mark.slow
-def test_ruler_group_averages_its_eleven_entries(model_dir):
+def test_ruler_group_averages_its_eleven_entries(config_only_model):
     """metabench_ruler: RULER's tasks at RULER's settings, string_match_all over all of them."""
-    meta = {"pretrained": str(model_dir), "max_length": 12288, "samples": 1, "max_seq_lengths": [8192, 12288]}
+    meta = {"pretrained": str(config_only_model), "max_length": 12288, "samples": 1, "max_seq_lengths": [8192, 12288]}
     res = _evaluate_at(8192, ["metabench_ruler"], _task_manager(meta))
     for t in RULER_TASKS:
         r = res["results"][t]
@@ -444,8 +434,8 @@ def test_ruler_group_averages_its_eleven_entries(model_dir):
 
 
 @pytest.mark.slow
-def test_options_that_rewrite_prompts_are_refused(model_dir):
-    tm = _task_manager({"pretrained": str(model_dir), "samples": 1, "max_seq_lengths": [512]})
+def test_options_that_rewrite_prompts_are_refused(config_only_model):
+    tm = _task_manager({"pretrained": str(config_only_model), "samples": 1, "max_seq_lengths": [512]})
     with pytest.raises(MetabenchError, match="changed the prompt of sample .*chat_template=true"):
         _evaluate(["metabench_parity"], tm, system_instruction="Answer briefly.")
     with pytest.raises(MetabenchError, match="max_gen_toks is set per sample"):
@@ -455,35 +445,35 @@ def test_options_that_rewrite_prompts_are_refused(model_dir):
 # ----------------------------------------------------------------------------- settings and bad input
 
 
-def _kwargs(model_dir: Path, **extra) -> dict:
+def _kwargs(config_only_model: Path, **extra) -> dict:
     """What lm-eval passes custom_dataset: YAML metadata, model args, --metadata, dataset_kwargs."""
     return {"version": 1.0, "config_source": "/x/metabench_copy.yaml", "entries": ["copy/default"],
-            "pretrained": str(model_dir), **extra}
+            "pretrained": str(config_only_model), **extra}
 
 
-def test_defaults_and_context_from_config(model_dir):
-    s = read_settings(_kwargs(model_dir))
+def test_defaults_and_context_from_config(config_only_model):
+    s = read_settings(_kwargs(config_only_model))
     assert [(l.label, l.tokens) for l in s.lengths] == [("0.25x", 256), ("0.5x", 512), ("1x", 1024)]
     assert (s.samples, s.seed, s.context, s.limit.tokens) == (20, 0, 1024, 1024)
-    s = read_settings(_kwargs(model_dir, context=4096, max_seq_lengths="[0.5x, 8k]", max_length=8192))
+    s = read_settings(_kwargs(config_only_model, context=4096, max_seq_lengths="[0.5x, 8k]", max_length=8192))
     assert [l.tokens for l in s.lengths] == [2048, 8192] and s.limit.tokens == 8192
     for value, tokens in (([1024, "2k"], [1024, 2048]), ("0.5x,1x", [512, 1024]), (512, [512])):
-        assert [l.tokens for l in read_settings(_kwargs(model_dir, max_seq_lengths=value)).lengths] == tokens
+        assert [l.tokens for l in read_settings(_kwargs(config_only_model, max_seq_lengths=value)).lengths] == tokens
 
 
-def test_docs_are_metabench_samples_in_index_major_order(model_dir):
+def test_docs_are_metabench_samples_in_index_major_order(config_only_model):
     from metabench.generate import Options, make_sample
     from metabench.lengths import Length
     from metabench.suite import parse_suite
     from metabench.tokenizer import load_tokenizer
 
-    ds = samples(**_kwargs(model_dir, samples=2, max_seq_lengths=[512, 1024],
+    ds = samples(**_kwargs(config_only_model, samples=2, max_seq_lengths=[512, 1024],
                            entries=["parity/default", "segment_count/default"]))["test"]
     assert [d["id"] for d in ds] == ["parity/default/512/0", "parity/default/1024/0", "segment_count/default/512/0",
                                      "segment_count/default/1024/0", "parity/default/512/1", "parity/default/1024/1",
                                      "segment_count/default/512/1", "segment_count/default/1024/1"]
     entry = parse_suite({"lengths": [512], "tasks": [{"task": "parity"}]}).entries[0]
-    want = make_sample(entry, Length("1024", 1024), 1, 0, load_tokenizer(model_dir), Options(context=1024))
+    want = make_sample(entry, Length("1024", 1024), 1, 0, load_tokenizer(config_only_model), Options(context=1024))
     assert ds[5]["prompt"] == want.prompt and ds[5]["answer_budget"] == want.answer_budget
     right = doc_scores(ds[5], ds[5]["target"])
     assert right == {"exact_match": 1.0, "exact_match@1024": 1.0, "exact_match_strict": 1.0, "exact_match_strict@1024": 1.0}
@@ -491,27 +481,27 @@ def test_docs_are_metabench_samples_in_index_major_order(model_dir):
 
 @pytest.mark.parametrize("key,meant", [("sample", "samples"), ("lengths", "max_seq_lengths"),
                                        ("samlpes", "samples"), ("max_seq_length", "max_seq_lengths")])
-def test_misspelled_metadata_key_is_named(model_dir, key, meant):
+def test_misspelled_metadata_key_is_named(config_only_model, key, meant):
     with pytest.raises(MetabenchError, match=f"unknown --metadata key '{key}' .*did you mean '{meant}'"):
-        samples(**_kwargs(model_dir, **{key: 2}))
+        samples(**_kwargs(config_only_model, **{key: 2}))
 
 
-def test_model_args_are_not_mistaken_for_metadata(model_dir):
+def test_model_args_are_not_mistaken_for_metadata(config_only_model):
     # lm-eval merges --model_args into the same dict; these belong to HF, vLLM and API models.
     extra = {"attn_implementation": "sdpa", "chat_template_args": {}, "seed": 1234, "trust_remote_code": False,
              "dtype": "float32", "max_model_len": 1024, "tokenizer_backend": "huggingface"}
-    assert read_settings(_kwargs(model_dir, **extra)).seed == 0
+    assert read_settings(_kwargs(config_only_model, **extra)).seed == 0
 
 
 @pytest.mark.parametrize("value,needle", [("[0.5x, lots]", "'lots'"), ("[512, 512]", "both 512 tokens"),
                                           ({"a": 1}, "must be a list"), ("[-3]", "'-3'")])
-def test_malformed_lengths_name_the_key(model_dir, value, needle):
+def test_malformed_lengths_name_the_key(config_only_model, value, needle):
     with pytest.raises(MetabenchError, match="max_seq_lengths") as exc:
-        read_settings(_kwargs(model_dir, max_seq_lengths=value))
+        read_settings(_kwargs(config_only_model, max_seq_lengths=value))
     assert needle in str(exc.value)
 
 
-def test_multiples_without_a_known_context(bytelevel_dir, model_dir):
+def test_multiples_without_a_known_context(bytelevel_dir, config_only_model):
     with pytest.raises(MetabenchError, match="context=N"):
         read_settings({"entries": ["copy/default"], "tokenizer": str(bytelevel_dir), "max_length": 4096})
     s = read_settings({"entries": ["copy/default"], "tokenizer": str(bytelevel_dir), "max_length": 4096,
@@ -519,20 +509,20 @@ def test_multiples_without_a_known_context(bytelevel_dir, model_dir):
     assert s.context is None and s.lengths[0].tokens == 1024
 
 
-def test_missing_tokenizer_says_what_to_pass(model_dir):
+def test_missing_tokenizer_says_what_to_pass(config_only_model):
     with pytest.raises(MetabenchError, match="pass `pretrained` or `tokenizer` in --model_args"):
         samples(entries=["copy/default"], max_seq_lengths=[512])
     with pytest.raises(MetabenchError, match="model='tiny' is neither a local folder.*served name.*tokenizer="):
         samples(entries=["copy/default"], model="tiny", base_url="http://127.0.0.1:1/v1/completions")
 
 
-def test_truncation_check_follows_lm_eval_rules(model_dir):
+def test_truncation_check_follows_lm_eval_rules(config_only_model):
     two_x = {"max_seq_lengths": ["1x", "2x"]}
     with pytest.raises(LengthError, match=r"max_position_embeddings in .*config.json.*max_length=2048"):
-        samples(**_kwargs(model_dir, **two_x))
-    assert read_settings(_kwargs(model_dir, max_length=2048, **two_x)).limit.tokens == 2048  # HF: all of it
-    assert read_settings(_kwargs(model_dir, max_model_len=2048, **two_x)).limit.tokens == 2048  # vLLM
-    api = {"model": "tiny", "tokenizer": str(model_dir), "base_url": "http://127.0.0.1:1/v1/completions"}
+        samples(**_kwargs(config_only_model, **two_x))
+    assert read_settings(_kwargs(config_only_model, max_length=2048, **two_x)).limit.tokens == 2048  # HF: all of it
+    assert read_settings(_kwargs(config_only_model, max_model_len=2048, **two_x)).limit.tokens == 2048  # vLLM
+    api = {"model": "tiny", "tokenizer": str(config_only_model), "base_url": "http://127.0.0.1:1/v1/completions"}
     with pytest.raises(LengthError, match=r"exceed the 2047 tokens .*max_length=2049"):  # TemplateAPI keeps one back
         samples(entries=["copy/default"], max_length=2048, **api, **two_x)
     with pytest.raises(LengthError, match="default max_length 2048 for API models"):
@@ -548,11 +538,11 @@ def test_api_models_must_keep_the_bos_metabench_counts(metaspace_dir):
     assert len(samples(**api, add_bos_token=True)["test"]) == 1
 
 
-def test_thinking_tokens_and_reasoning_in_lm_eval_docs(model_dir):
+def test_thinking_tokens_and_reasoning_in_lm_eval_docs(config_only_model):
     """thinking_tokens widens every doc's max_gen_toks and counts against the limit; reasoning is not scored."""
     from metabench.lm_eval.dataset import doc_scores, samples
 
-    kw = _kwargs(model_dir, samples=1, max_seq_lengths=[512], entries=["parity/default"])
+    kw = _kwargs(config_only_model, samples=1, max_seq_lengths=[512], entries=["parity/default"])
     plain = samples(**kw)["test"][0]
     thinking = samples(**{**kw, "thinking_tokens": 64})["test"][0]
     assert plain["max_gen_toks"] == plain["answer_budget"] and thinking["max_gen_toks"] == plain["answer_budget"] + 64
@@ -561,7 +551,7 @@ def test_thinking_tokens_and_reasoning_in_lm_eval_docs(model_dir):
     assert doc_scores(thinking, f"<think>maybe {wrong}</think> {target}")["exact_match"] == 1.0
     assert doc_scores(thinking, f"<think>it is {target}")["exact_match"] == 0.0  # cut off while thinking
     with pytest.raises(MetabenchError, match=r"1024 tokens \+ 64 thinking"):
-        samples(**{**_kwargs(model_dir, samples=1, max_seq_lengths=[1024], entries=["parity/default"]),
+        samples(**{**_kwargs(config_only_model, samples=1, max_seq_lengths=[1024], entries=["parity/default"]),
                    "max_length": 1024, "thinking_tokens": 64})
     with pytest.raises(MetabenchError, match="enable_thinking acts only through lm-eval's --apply_chat_template"):
         samples(**{**kw, "enable_thinking": True})

@@ -171,45 +171,11 @@ def test_yarn_parity_at_twice_the_window(ckpt_yarn):
 def meta_server(ckpt_yarn, tmp_path_factory):
     """A real vLLM OpenAI server (`python -m vllm.entrypoints.openai.api_server`) serving the YaRN-2x
     meta checkpoint at 2x its original window, with no flag but the usual ones; yields its /v1 URL."""
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from vllm_server import serve
 
-    from ports import free_port
-
-    port = free_port()
     log = tmp_path_factory.mktemp("meta_server") / "server.log"
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ckpt_yarn),
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", str(2 * WINDOW),
-        "--gpu-memory-utilization", "0.3", "--served-model-name", "tiny-meta",
-    ]
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **ENGINE_ENV},
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 240
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url + "/v1/models", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError(f"vLLM server did not start in 240 s:\n{log.read_text()[-3000:]}")
-                time.sleep(1)
-        yield url + "/v1"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+    with serve(ckpt_yarn, log, name="tiny-meta", max_model_len=2 * WINDOW) as url:
+        yield url
 
 
 def _metabench_run(out: Path, *args: str) -> dict[str, dict]:

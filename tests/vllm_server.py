@@ -11,7 +11,8 @@ from ports import free_port
 
 
 @contextlib.contextmanager
-def serve(model_dir: Path, log: Path, *extra: str, name: str = "tiny", env: dict | None = None):
+def serve(model_dir: Path, log: Path, *extra: str, name: str = "tiny", max_model_len: int = 1024,
+          env: dict | None = None):
     """A real vLLM OpenAI-compatible server on 127.0.0.1 serving `model_dir`; yields its /v1 URL.
 
     Started as `python -m vllm.entrypoints.openai.api_server` (what `vllm serve`
@@ -35,7 +36,7 @@ def serve(model_dir: Path, log: Path, *extra: str, name: str = "tiny", env: dict
     port = free_port()
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", str(max_model_len),
         "--gpu-memory-utilization", "0.3", "--served-model-name", name, *extra,
     ]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING", **(env or {})}
