@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from metabench.errors import MetabenchError
+from metabench.errors import MetabenchError, warn
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
@@ -184,7 +184,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run(cfg)
     print(format_table(summary))
     for line in truncation_warnings(summary["cells"]):
-        print(f"metabench: warning: {line}", file=sys.stderr)
+        warn(line)
     print(f"results in {args.out}")
     return 0
 
@@ -290,7 +290,7 @@ def _cmd_import_lm_eval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from metabench import __version__
-    from metabench.reference_tokenizer import BUNDLED, META_TOKEN
+    from metabench.reference_tokenizer import META_TOKEN
 
     p = argparse.ArgumentParser(prog="metabench", description="Long-context evaluation harness.")
     p.add_argument("--version", action="version", version=f"metabench {__version__}")

@@ -32,8 +32,8 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def hold(folder: Path) -> Iterator[Path]:
-    """Hold `folder`'s lock (creating the folder) until the block ends."""
+def hold(folder: Path) -> Iterator[None]:
+    """Hold `folder`'s lock until the block ends; the folder must exist."""
     path = folder / LOCK_NAME
     while True:
         try:
@@ -58,7 +58,7 @@ def hold(folder: Path) -> Iterator[Path]:
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        yield path
+        yield
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

@@ -193,11 +193,11 @@ def outcome_counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def truncation_warnings(cells: list[dict[str, Any]], option: str = "--max-tokens") -> list[str]:
+def truncation_warnings(cells: list[dict[str, Any]]) -> list[str]:
     """One line per depth-pooled cell where more than a fifth of the answers hit the token cap."""
     return [
         f"{c['truncated']} of {c['n']} answers of {c['entry']} @ {c['length_label']} were cut off at the token cap; "
-        f"each is scored on what it wrote before the cap; if the answer may come later, raise {option}"
+        f"each is scored on what it wrote before the cap; if the answer may come later, raise --max-tokens"
         for c in cells if c["depth"] is None and (c.get("truncated") or 0) * 5 > c["n"]
     ]
 
@@ -255,14 +255,23 @@ def check_counts(summary: dict[str, Any], rows: list[dict[str, Any]], folder: st
         counts[(r["entry"], r["length_label"], None)] += 1
         if r.get("depth") is not None:
             counts[(r["entry"], r["length_label"], float(r["depth"]))] += 1
+    listed = set()
     for c in summary.get("cells", []):
         depth = None if c.get("depth") is None else float(c["depth"])
-        n = counts.get((c.get("entry"), c.get("length_label"), depth), 0)
+        key = (c.get("entry"), c.get("length_label"), depth)
+        listed.add(key)
+        n = counts.get(key, 0)
         if n != c.get("n"):
             raise MetabenchError(
                 f"{folder}: summary.json counts n={c.get('n')} for {c.get('entry')} @ {c.get('length_label')} but "
                 f"results.jsonl holds {n} samples; rerun the run's command to rebuild summary.json from the rows"
             )
+    missing = sorted((e, l) for e, l, d in set(counts) - listed if d is None)
+    if missing:
+        raise MetabenchError(
+            f"{folder}: summary.json has no cell for {missing[0][0]} @ {missing[0][1]}, which results.jsonl holds; "
+            "rerun the run's command to rebuild summary.json from the rows"
+        )
 
 
 def read_summary(folder: str | Path) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from typing import Any, Iterator
 from metabench import __version__
 from metabench.backends import (SERVED, Backend, BackendOptions, Completion, Request, Target, folder_hashes, make_backend,
                                 parse_model, resolve_target)
-from metabench.errors import MetabenchError
+from metabench.errors import MetabenchError, warn
 from metabench.generate import Options, make_sample
 from metabench.lengths import Length, parse_lengths
 from metabench.lock import LOCK_NAME, hold
@@ -119,19 +119,17 @@ def _hardware() -> dict[str, Any]:
 class _Model:
     """What is known of the model before loading it: where it is, 1x, and the most it serves."""
 
-    kind: str
     target: Target | None  # None for an openai server, which states only its max_model_len
     tokenizer: str | None  # default tokenizer folder: the model's (for a hub id, its snapshot)
     limit: int | None  # the longest prompt + answer it serves
 
 
-def _model(cfg: RunConfig) -> _Model:
-    kind, spec = parse_model(cfg.model)
+def _model(cfg: RunConfig, kind: str, spec: str) -> _Model:
     tokenizer = tokenizer_folder(cfg.tokenizer) if cfg.tokenizer else None
     if kind in SERVED:
-        return _Model(kind, None, tokenizer, None)
+        return _Model(None, tokenizer, None)
     target = resolve_target(spec, cfg.backend.rope_parameters)
-    return _Model(kind, target, tokenizer or str(target.source.folder), target.limit)
+    return _Model(target, tokenizer or str(target.source.folder), target.limit)
 
 
 def _window_record(model: _Model, context: int, given: bool) -> dict[str, Any]:
@@ -164,7 +162,7 @@ def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
     thinking = Thinking.parse(cfg.backend.thinking)
     if kind == "openai-chat":  # measured through the template the server applies; no answer prefix after it
         cfg = dataclasses.replace(cfg, options=dataclasses.replace(cfg.options, chat_template=True, answer_prefix=False))
-    model = _model(cfg)
+    model = _model(cfg, kind, target)
     if kind in SERVED and backend is None:  # cheap: ask the server for its model and window first
         backend = make_backend(cfg.model, cfg.backend, model.tokenizer)
     if kind in SERVED:
@@ -279,10 +277,14 @@ def _open_folder(out: Path, identity: dict[str, Any], old: dict[str, Any] | None
 
 def _drop_torn_line(path: Path) -> None:
     """A run killed mid-write leaves a last line without newline: cut it off before appending."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+    with open(path, "r+b") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        f.truncate(f.read().rfind(b"\n") + 1)
 
 
 def _row(s: Sample, request: Request, c: Completion, latency: float, thinking: Thinking, tok: Tokenizer) -> dict[str, Any]:
@@ -305,7 +307,8 @@ def chat_messages(prompt: str, frame: tuple[str, str], system: str | None) -> li
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
-def _finished_summary(cfg: RunConfig, lengths: list[Length], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _finished_summary(cfg: RunConfig, lengths: list[Length], rows: list[dict[str, Any]],
+                      done: set[str]) -> dict[str, Any] | None:
     """The summary of a run that has every row already, or None when there is work left.
 
     Rerunning a finished run changes nothing: summary.json keeps the provenance of
@@ -315,18 +318,21 @@ def _finished_summary(cfg: RunConfig, lengths: list[Length], rows: list[dict[str
     other samples than the rows (a row written twice), is rebuilt from the rows.
     """
     path = cfg.out / "summary.json"
-    done = {r["id"] for r in rows}
     ids = (f"{e.name}/{l.label}/{i}" for l in lengths for e in cfg.suite.entries for i in range(e.samples))
     if not path.exists() or not all(i in done for i in ids):
         return None
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
-        renamed = cfg.name is not None and summary["model"]["name"] != cfg.name
-        cells_ok = summary["format"] == SUMMARY_FORMAT and isinstance(summary["cells"], list)
+        if not isinstance(summary, dict) or summary.get("format") != SUMMARY_FORMAT:
+            raise ValueError(f"not a summary in format {SUMMARY_FORMAT}")
+        if not isinstance(summary.get("cells"), list) or not isinstance(summary.get("model"), dict):
+            raise ValueError("no cells or no model")
         check_counts(summary, rows, cfg.out)
-    except (ValueError, KeyError, TypeError, AttributeError):  # MetabenchError is a ValueError
+    except (ValueError, KeyError) as exc:  # MetabenchError (check_counts) and JSONDecodeError are ValueErrors
+        warn(f"{path} is rebuilt from the rows: {exc}")
         return None
-    return summary if cells_ok and not renamed else None
+    renamed = cfg.name is not None and summary["model"].get("name") != cfg.name
+    return None if renamed else summary
 
 
 def _chunks(cfg: RunConfig, plan: _Plan, done: set[str]) -> list[tuple[Length, list, bool, int]]:
@@ -357,12 +363,13 @@ def _say(cfg: RunConfig, message: str) -> None:
         print(f"metabench: {message}", file=sys.stderr, flush=True)
 
 
-def _generate(cfg: RunConfig, plan: _Plan, backend: Backend, done: set[str]) -> float:
-    """Generate, score and append every row not in `done`; returns the seconds spent in the backend."""
+def _generate(cfg: RunConfig, plan: _Plan, backend: Backend, done: set[str]) -> tuple[list[dict[str, Any]], float]:
+    """Generate, score and append every row not in `done`; returns those rows and the seconds spent in the backend."""
     opts = dataclasses.replace(cfg.options, context=plan.context)
     tok = plan.tok
     total = sum(e.samples for e in cfg.suite.entries)
     gen_time = 0.0
+    written: list[dict[str, Any]] = []
 
     def prepare(length: Length, items: list) -> tuple[list[Sample], list[Request]]:
         samples = [make_sample(e, length, i, cfg.suite.seed, tok, opts) for e, i in items]
@@ -406,25 +413,24 @@ def _generate(cfg: RunConfig, plan: _Plan, backend: Backend, done: set[str]) -> 
                 c = by_index[j]
                 row = _row(s, requests[j], c, dt / len(samples), plan.thinking, tok)
                 f.write(dumps(row) + "\n")
+                written.append(row)
             f.flush()
             if bar:
                 bar.update(len(samples))
         if bar:
             bar.close()
-    return gen_time
+    return written, gen_time
 
 
-def _default_name(spec: str, backend: Backend) -> str:
-    kind, target = parse_model(spec)
-    if kind in SERVED:
-        return getattr(backend, "served", target)
-    return Path(target.partition("@")[0]).name  # a folder's name, or a hub id's NAME
+def _default_name(plan: _Plan, backend: Backend) -> str:
+    if plan.kind in SERVED:
+        return getattr(backend, "served", plan.target)
+    return Path(plan.target.partition("@")[0]).name  # a folder's name, or a hub id's NAME
 
 
-def _summary(cfg: RunConfig, plan: _Plan, backend: Backend, identity: dict[str, Any], started: float,
-             gen_time: float, resumed_from: int) -> dict[str, Any]:
-    name = cfg.name or _default_name(cfg.model, backend)
-    rows = load_rows(cfg.out / "results.jsonl")
+def _summary(cfg: RunConfig, plan: _Plan, backend: Backend, identity: dict[str, Any], rows: list[dict[str, Any]],
+             started: float, gen_time: float, resumed_from: int) -> dict[str, Any]:
+    name = cfg.name or _default_name(plan, backend)
     return {
         "format": SUMMARY_FORMAT,
         "model": {"name": name, "spec": cfg.model, **_window_record(plan.model, plan.context, cfg.context is not None)},
@@ -466,15 +472,15 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
             weights = folder_hashes(plan.model.target.source.folder, (old or {}).get("weights"))
         identity = _identity(cfg, plan, weights)
         rows = _open_folder(cfg.out, identity, old, weights)
-        finished = _finished_summary(cfg, plan.lengths, rows)
+        done = {r["id"] for r in rows}
+        finished = _finished_summary(cfg, plan.lengths, rows, done)
         if finished is not None:
             return finished
-        done = {r["id"] for r in rows}
         if backend is None:
             _say(cfg, f"loading {cfg.model}")
             backend = make_backend(cfg.model, cfg.backend, plan.model.tokenizer, max_len=plan.need)
-        gen_time = _generate(cfg, plan, backend, done)
-        summary = _summary(cfg, plan, backend, identity, started, gen_time, len(done))
+        written, gen_time = _generate(cfg, plan, backend, done)
+        summary = _summary(cfg, plan, backend, identity, rows + written, started, gen_time, len(done))
         write_json(cfg.out / "summary.json", summary)
     return summary
 

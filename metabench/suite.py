@@ -69,7 +69,7 @@ class Suite:
         names = [e.name for e in self.entries]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:  # one sample id per (entry, length, index): a repeated entry would count its samples twice
-            raise MetabenchError(f"suite {self.name}: entry {twice[0]!r} appears twice; give each entry once")
+            raise MetabenchError(f"{where}: entry {twice[0]!r} appears twice; give each entry once")
 
     def with_overrides(
         self,

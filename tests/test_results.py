@@ -87,3 +87,20 @@ def test_more_than_a_fifth_cut_off_warns_naming_the_option():
     bad = summarize_rows([_row(i, "length" if i < 2 else "stop") for i in range(5)])
     (line,) = truncation_warnings(bad)
     assert line.startswith("2 of 5 answers of e @ 1x were cut off") and line.endswith("raise --max-tokens")
+
+
+def test_a_summary_missing_a_cell_of_the_rows_is_refused(bytelevel):
+    """check_counts refuses a summary.json that leaves out a cell the rows hold, not only one that miscounts."""
+    import pytest
+
+    from metabench.errors import MetabenchError
+
+    rows = [{"id": f"e/1x/{i}", "entry": "e", "length_label": "1x", "depth": None} for i in range(3)]
+    rows.append({"id": "f/1x/0", "entry": "f", "length_label": "1x", "depth": None})
+    full = {"cells": [{"entry": "e", "length_label": "1x", "depth": None, "n": 3},
+                      {"entry": "f", "length_label": "1x", "depth": None, "n": 1}]}
+    results.check_counts(full, rows, "run")
+    with pytest.raises(MetabenchError, match="no cell for f @ 1x"):
+        results.check_counts({"cells": full["cells"][:1]}, rows, "run")
+    with pytest.raises(MetabenchError, match="no cell for e @ 1x"):
+        results.check_counts({"cells": []}, rows, "run")

@@ -364,6 +364,7 @@ def test_weights_hash_is_reused_while_every_file_keeps_its_stat(tmp_path):
     _HASHED.clear()
     recorded = {**first, "weights_sha256": "as recorded"}  # a hash that reading the file could never give
     assert folder_hashes(tmp_path, recorded)["weights_sha256"] == "as recorded"
+    assert folder_hashes(tmp_path)["weights_sha256"] == "as recorded"  # describe() at the end asks again: no re-read
     (tmp_path / "model.safetensors").write_bytes(b"other weights")
     assert folder_hashes(tmp_path, recorded)["weights_sha256"] == hashlib.sha256(
         b"model.safetensors" + b"other weights").hexdigest()

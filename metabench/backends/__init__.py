@@ -199,6 +199,7 @@ def folder_hashes(folder: Path, recorded: dict[str, Any] | None = None) -> dict[
     stat = folder_stat(folder)
     for known in (recorded, _HASHED.get(str(folder))):
         if known and known.get("stat") == stat and "weights_sha256" in known:
+            _HASHED[str(folder)] = known  # describe() asks again at the end of the run
             return known
     out: dict[str, Any] = {"config_sha256": hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()}
     h = hashlib.sha256()
