@@ -223,12 +223,10 @@ def compare(base: CellStats, cur: CellStats) -> Comparison:
         lost, gained = sum(x > y for x, y in zip(b, c)), sum(y > x for x, y in zip(b, c))
         return Comparison(p, test, f"paired on {len(ids)} samples: {lost} worse, {gained} better")
     why = "the baseline has no per-sample scores" if not base.outcomes else "the sample ids differ"
+    if not (base.side.binary and cur.side.binary) and min(base.n, cur.n) < 2:
+        return Comparison(None, "", f"unpaired: {why}; one graded sample has no variance: judged by the tolerance alone")
     p, test = st.unpaired_drop_p(base.side, cur.side)
     return Comparison(p, test, f"unpaired: {why}")
-
-
-def holm(p: list[float]) -> list[float]:
-    return st.holm(p)
 
 
 # --- the check ------------------------------------------------------------------
@@ -336,7 +334,7 @@ def check(results: str | Path, baseline: str | Path, options: CheckOptions = Che
             tested.append((b, c, round(100 * (b.mean - c.mean), 9), compare(b, c)))
     findings = [f for b, c, *_ in tested if (f := truncation_finding(b, c, options))]
     raw = [t[3].p for t in tested if t[3].p is not None]
-    adjusted = iter(holm(raw) if options.correction == "holm" else raw)
+    adjusted = iter(st.holm(raw) if options.correction == "holm" else raw)
     for b, c, drop, cmp in tested:
         p = next(adjusted) if cmp.p is not None else None
         bad = drop > options.tolerance and (p is None or p < options.alpha)

@@ -1,7 +1,7 @@
 """One-sided tests for "the candidate scores lower than the baseline", from scipy.stats.
 
-`check` and the checkpoint series in reports use these and only these, so a
-regression means the same thing everywhere.
+`check` uses these and only these (and scripts/detectable_drop.py, to say
+what a gate can see), so a regression means one thing everywhere.
 
 Paired (both sides scored the same samples, matched by id):
 - McNemar's exact test for 0/1 scores: only the discordant samples carry
@@ -70,7 +70,11 @@ def paired_drop_p(base: Sequence[float], cur: Sequence[float]) -> tuple[float, T
 
 
 def unpaired_drop_p(base: Side, cur: Side) -> tuple[float, Test]:
-    """One-sided p-value that `cur`'s mean is lower than `base`'s, from summaries of different samples."""
+    """One-sided p-value that `cur`'s mean is lower than `base`'s, from summaries of different samples.
+
+    Graded scores need two samples a side unless neither side has any spread
+    (`regress.compare` judges a one-sample graded cell by the tolerance alone).
+    """
     from scipy import stats
 
     if base.binary and cur.binary:
@@ -81,8 +85,6 @@ def unpaired_drop_p(base: Side, cur: Side) -> tuple[float, Test]:
         return float(stats.norm.sf((base.mean - cur.mean) / se)), "z"
     if base.sd == 0 and cur.sd == 0:  # no spread on either side: the means are exact
         return (0.0 if base.mean > cur.mean else 1.0), "welch"
-    if base.n < 2 or cur.n < 2:  # Welch needs a variance on each side; one sample has none
-        return 1.0, "welch"
     res = stats.ttest_ind_from_stats(base.mean, base.sd, base.n, cur.mean, cur.sd, cur.n,
                                      equal_var=False, alternative="greater")
     return float(res.pvalue), "welch"

@@ -41,3 +41,16 @@ def test_readme_states_the_quick_tier_and_pytest_knows_its_marker():
     readme = (ROOT / "README.md").read_text()
     assert '\n    python3 -m pytest -q -m "not slow"\n' in readme
     assert '"slow: ' in (ROOT / "pyproject.toml").read_text()  # registered, so a typo in a mark is visible
+
+
+def test_readme_detectable_drops_are_what_the_script_prints():
+    """The 'Gate your checkpoints' table is scripts/detectable_drop.py's output, not typed by hand."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "detectable_drop.py"), "--markdown"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- detectable:start -->\n", 1)[1].split("<!-- detectable:end -->", 1)[0]
+    assert block.strip() == r.stdout.strip()

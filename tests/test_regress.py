@@ -16,7 +16,8 @@ import yaml
 from metabench.cli import main
 from metabench.errors import MetabenchError
 from metabench import stats
-from metabench.regress import CheckOptions, check, format_report, holm, load_baseline, write_baseline
+from metabench.regress import CheckOptions, check, format_report, load_baseline, write_baseline
+from metabench.stats import holm
 from metabench.results import read_rows, summarize_rows, write_json
 from metabench.simulate import ENTRIES, MULTIVALUE, write_results
 
@@ -395,3 +396,15 @@ def test_a_rise_in_truncated_answers_is_a_finding_of_its_own(tmp_path, capsys):
         c.pop("truncated")
     baseline.write_text(json.dumps(raw))
     assert check(many, baseline).exit_code == 0 and len(old["cells"]) == len(raw["cells"])
+
+
+def test_a_graded_cell_of_one_sample_is_judged_by_the_tolerance_not_passed():
+    """Welch's test needs a variance per side: with one graded sample a drop is untestable, never p = 1."""
+    from metabench.regress import CellStats, compare
+
+    def cell(n: int, mean: float, sd: float) -> CellStats:
+        return CellStats("copy/short", "1x", 1024, None, "token_accuracy", n, mean, sd, False, None)
+
+    one = compare(cell(1, 0.9, 0.0), cell(5, 0.3, 0.2))
+    assert one.p is None and "judged by the tolerance alone" in one.detail
+    assert compare(cell(5, 0.9, 0.1), cell(5, 0.3, 0.2)).test == "welch"
