@@ -18,6 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
+from metabench.reference_tokenizer import META_TOKEN
 from metabench.regress import CheckOptions, check, write_baseline
 from metabench.results import read_rows, read_summary, summarize_rows, write_json
 from metabench.schema import dumps
@@ -30,7 +31,7 @@ def base_run(out: Path, samples: int) -> Path:
     from metabench.cli import main
 
     code = main(["run", "--model", f"hf:{ROOT / 'reference_model' / 'tiny'}", "--suite", "smoke", "--lengths", "1x",
-                 "--samples", str(samples), "--marker", "<|meta|>", "--quiet", "--out", str(out)])
+                 "--samples", str(samples), "--marker", META_TOKEN, "--quiet", "--out", str(out)])
     if code != 0:
         raise SystemExit(f"metabench run exited {code}")
     return out

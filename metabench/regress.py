@@ -47,6 +47,7 @@ format.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class CellStats:
     stderr: float | None = None  # lm-eval cells: the reported standard error (None: "N/A")
     outcomes: dict[str, float] | None = None  # (entry, length) cells: primary score per sample id
     truncated: int | None = None  # answers cut off at the token cap; None where rows record no finish_reason
+    percent: bool | None = None  # lm-eval cells: the task reported percents (divided by 100); None: not lm-eval
 
     @property
     def key(self) -> Key:
@@ -144,7 +146,7 @@ def _read_lm_eval(source: str | Path) -> Run:
             absent[(s.task, s.key, None)] = "no value (N/A or -1)"
             continue
         stats[(s.task, s.key, None)] = CellStats(s.task, s.key, 0, None, s.metric, s.n, s.value, 0.0, False, None,
-                                                 stderr=s.stderr)
+                                                 stderr=s.stderr, percent=s.percent)
     return Run(identity, None, {"source": str(path)}, stats, absent)
 
 
@@ -322,6 +324,14 @@ def check(results: str | Path, baseline: str | Path, options: CheckOptions = Che
     cells: list[CellResult] = []
     for b in (c for c in base["cells"] if c.depth is None):
         c = run.stats.get(b.key)
+        if c is not None and b.percent is not None and c.percent != b.percent:
+            if not b.percent:
+                problems.append(f"{b.name}: the baseline's values read as fractions, the results' as percents; "
+                                "cannot tell which the task reports: make the baseline from a run that scored above 1%")
+                continue
+            # every value of the task is at most 1 in the results: percents under one point, not fractions
+            c = dataclasses.replace(c, mean=c.mean / 100, stderr=None if c.stderr is None else c.stderr / 100,
+                                    percent=True)
         if c is None:
             why = run.absent.get(b.key, "not in the results")
             cells.append(CellResult(b, None, "missing", None, None, "", f"in the baseline (n={b.n}) but {why}"))

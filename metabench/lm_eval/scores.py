@@ -12,7 +12,10 @@ of their subtasks, which are read themselves) are left out, and so are
 metrics lm-eval marks lower-is-better (perplexities: a drop is no regression).
 Scores are fractions, as in metabench's files: a task with a value above 1
 reports percents (RULER, BLEU), so its values and standard errors are
-divided by 100.
+divided by 100. A file cannot show that a task whose every value is at most 1
+reports percents (a collapse to under one point looks like a fraction), so
+each Score says which reading it took; `check` reads the results the way the
+baseline was read, and refuses a pair it cannot tell apart.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Score:
     n: int  # the task's evaluated samples
     value: float | None  # None: missing ("N/A", -1)
     stderr: float | None  # None: missing
+    percent: bool = False  # the task reported percents (some value above 1), divided by 100 here
 
     @property
     def metric(self) -> str:
@@ -97,7 +101,7 @@ def read_scores(source: str | Path) -> tuple[Path, dict[str, Any], list[Score]]:
             metric, _, filt = key.partition(",")
             value, stderr = number(metrics[key]), number(metrics.get(f"{metric}_stderr,{filt}"))
             scores.append(Score(task, key, n, None if value is None else value / scale,
-                                None if stderr is None else stderr / scale))
+                                None if stderr is None else stderr / scale, scale == 100.0))
     identity = {
         "name": "lm-eval", "seed": (data.get("config") or {}).get("random_seed"), "lengths": None,
         "entries": sorted([t, (data.get("versions") or {}).get(t)] for t in {s.task for s in scores}),

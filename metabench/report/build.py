@@ -34,9 +34,8 @@ from metabench.errors import MetabenchError
 from metabench.report.analyses import Analysis, load_analyses
 from metabench.report.charts import (LayerChart, LineChart, diverging_colour, layer_chart, line_chart, multiple,
                                      score_colour, short_tokens)
-from metabench.report.leaderboard import Standing, category_of, standing
+from metabench.report.leaderboard import CATEGORY_ORDER, Standing, category_of, standing
 from metabench.report.runs import Cell, Run, load_runs
-from metabench.tasks.base import CATEGORIES
 
 TEMPLATE = "template.html.j2"
 
@@ -296,7 +295,7 @@ def render(runs: Sequence[Run], options: ReportOptions, analyses: Sequence[Analy
 
     vs = views(runs, options)
     all_entries = list(dict.fromkeys(e for v in vs for e in v.entries))
-    all_categories = [c for c in [*CATEGORIES, "other"] if any(c in v.standing.category_scores for v in vs)]
+    all_categories = [c for c in CATEGORY_ORDER if any(c in v.standing.category_scores for v in vs)]
     return environment().get_template(TEMPLATE).render(
         title=options.title, options=options, views=vs, labels=label_order(vs), entries=all_entries,
         categories=all_categories,

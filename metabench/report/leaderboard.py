@@ -37,6 +37,10 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
 from metabench.report.runs import Cell
+from metabench.tasks.base import CATEGORIES
+
+# Categories in the order pages list them; a family this version does not know is "other", last.
+CATEGORY_ORDER: tuple[str, ...] = (*CATEGORIES, "other")
 
 
 @dataclass(frozen=True)
@@ -84,14 +88,11 @@ def category_of(task: str, variant: str = "") -> str:
 
 
 def by_category(entries: dict[str, tuple[str, str]], scores: dict[str, float]) -> dict[str, float]:
-    """Mean score per category over entries (entry -> (family, variant)), in CATEGORIES order."""
-    from metabench.tasks.base import CATEGORIES
-
+    """Mean score per category over entries (entry -> (family, variant)), in CATEGORY_ORDER."""
     groups: dict[str, list[float]] = {}
     for entry, score in scores.items():
         groups.setdefault(category_of(*entries[entry]), []).append(score)
-    order = [*CATEGORIES, "other"]
-    return {c: sum(groups[c]) / len(groups[c]) for c in sorted(groups, key=order.index)}
+    return {c: sum(groups[c]) / len(groups[c]) for c in sorted(groups, key=CATEGORY_ORDER.index)}
 
 
 def length_points(cells: Iterable[Cell]) -> tuple[Point, ...]:

@@ -41,7 +41,7 @@ their scores) and what its training costs: reference_model/MODEL_CARD.md.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from metabench.model.model import GPTConfig
