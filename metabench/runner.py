@@ -24,7 +24,9 @@ continues; a different configuration (or a model folder whose files changed)
 is an error that names the differing keys and keeps every row, never a silent
 mix. The weights' sha256 is taken once and recorded with each file's size and
 mtime; a start that finds them unchanged reuses it instead of reading a
-multi-GB checkpoint again. A folder with config.json but no rows is not a run
+multi-GB checkpoint again. A hub id is pinned by its resolved commit instead
+(its weights may not be downloaded before the model loads). A folder with
+config.json but no rows is not a run
 yet (a start that failed): the next command takes it over. Samples are pure
 functions of their ids, so a resumed run scores exactly the samples an
 uninterrupted one would.
@@ -467,7 +469,7 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
     with hold(cfg.out), _disk(cfg.out):
         old = _read_config(cfg.out)
         weights = None
-        if plan.kind not in SERVED:
+        if plan.kind not in SERVED and not plan.model.target.source.repo_id:  # a hub id's commit pins its weights
             _say(cfg, "fingerprinting the weights (a full read only when they changed since the last start)")
             weights = folder_hashes(plan.model.target.source.folder, (old or {}).get("weights"))
         identity = _identity(cfg, plan, weights)

@@ -147,3 +147,13 @@ def test_llama3_rope_parity_hf_vllm(llama3_dir, tmp_path, rope, lengths, window)
     assert set(hf) == set(vl) and len(hf) == 2 * 3 * len(lengths.split(","))
     assert sum(hf[k] != vl[k] for k in hf) <= 1, [(k, hf[k], vl[k]) for k in hf if hf[k] != vl[k]]
     assert sum(bool(p.strip()) for p in hf.values()) >= len(hf) // 2  # the model says something to compare
+
+
+def test_a_served_model_refuses_rope_before_any_request():
+    """A server's rope scaling is fixed where it starts: --rope would be recorded in the identity but not applied."""
+    from metabench.backends import BackendOptions
+    from metabench.backends.openai import Server
+    from metabench.errors import MetabenchError
+
+    with pytest.raises(MetabenchError, match="--rope applies to hf and vllm"):
+        Server("http://127.0.0.1:9/v1", BackendOptions(rope_parameters={"rope_type": "yarn", "factor": 2.0}))

@@ -113,6 +113,9 @@ def test_hf_and_vllm_run_a_hub_id_offline(offline, tmp_path, tiny_llama_dir):
     assert hf["provenance"]["tokenizer"]["path"].endswith(COMMIT)
     identity = json.loads((tmp_path / "hf" / "config.json").read_text())["identity"]
     assert identity["model"] == f"hf:acme/tiny-llama@{COMMIT}"  # a resume after the hub moves main is refused
+    # the commit pins the weights: none are hashed (a hub model's weights may arrive only when it loads)
+    assert "weights" not in identity and "weights_sha256" not in backend
+    assert _run(offline, tmp_path, "hf:acme/tiny-llama") == hf  # the same command again: finished, kept
     pytest.importorskip("vllm")
     vl = _run(offline, tmp_path, "vllm:acme/tiny-llama", "--gpu-memory-utilization", "0.3")
     assert vl["provenance"]["backend"]["revision"] == COMMIT

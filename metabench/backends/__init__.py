@@ -1,10 +1,13 @@
 """Backends: the one small contract between the runner and a model.
 
 The runner tokenizes every prompt itself, with the model's tokenizer, and
-hands a backend token ids. So all backends see identical inputs, the runner
-knows every prompt's exact length before it is sent (nothing can be truncated
-behind its back), and a result never depends on how a server would have
-tokenized text.
+hands `hf`, `vllm` and `openai` (completions) token ids. So they see
+identical inputs, the runner knows every prompt's exact length before it is
+sent (nothing can be truncated behind its back), and a result never depends
+on how a server would have tokenized text. `openai-chat` cannot send ids:
+its request carries the same prompt as messages, measured through
+`--tokenizer`'s chat template, and each row records the server's own prompt
+token count beside the intended one.
 
     backend.generate([Request(token_ids, max_new_tokens), ...]) -> [Completion]
 
@@ -14,11 +17,12 @@ same way for every backend.
 
 Model specs: `hf:PATH`, `vllm:PATH`, `openai:URL` (an OpenAI-compatible
 `/v1` base URL, completions) and `openai-chat:URL` (its chat completions:
-the request carries the same prompt as messages, see openai.py). PATH is a local
-folder or a hub id ORG/NAME[@REVISION] (see source.py). A rope override
-reaches every backend as the full rope parameters composed with the
-config's own (window.extend): no backend resets `rope_theta` or any key the
-user did not name. Heavy libraries are imported inside each backend module.
+the request carries the same prompt as messages, see openai.py). PATH is a
+local folder or a hub id ORG/NAME[@REVISION] (see source.py). A rope
+override reaches the local backends (hf, vllm; a server's is set where it
+starts, and --rope is refused for one) as the full rope parameters composed
+with the config's own (window.extend): no backend resets `rope_theta` or any
+key the user did not name. Heavy libraries are imported inside each backend module.
 
 Each Completion says why it ended (`finish_reason`: stop, length, error), so
 answers cut off at the cap are counted rather than silently scored 0, and
@@ -186,6 +190,15 @@ def folder_stat(folder: Path) -> dict[str, list[int]]:
     """Size and mtime (ns) of config.json and every weight file: what changes when any of them is rewritten."""
     files = [folder / "config.json", *sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)]
     return {p.name: [(st := p.stat()).st_size, st.st_mtime_ns] for p in files}
+
+
+def weights_record(source: Any) -> dict[str, Any]:
+    """A model's weights for provenance: the hashes of a local folder (without their stat); nothing for a hub id,
+    whose resolved commit (in `source.record()`) already pins them, and whose weights may not be downloaded
+    until the backend loads them."""
+    if source.repo_id:
+        return {}
+    return {k: v for k, v in folder_hashes(source.folder).items() if k != "stat"}
 
 
 def folder_hashes(folder: Path, recorded: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metabench.backends import BackendOptions, Completion, Request, folder_hashes, resolve_target, rope_overrides
+from metabench.backends import BackendOptions, Completion, Request, resolve_target, rope_overrides, weights_record
 from metabench.errors import MetabenchError
 from safetensors import SafetensorError
 from metabench.tokenizer import load_tokenizer
@@ -88,7 +88,7 @@ class HFBackend:
             "backend": "hf",
             "model": self.model,
             **self.target.source.record(),
-            **{k: v for k, v in folder_hashes(self.target.source.folder).items() if k != "stat"},
+            **weights_record(self.target.source),
             "dtype": str(next(self.lm.parameters()).dtype).replace("torch.", ""),
             "device": self.device,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

@@ -95,6 +95,9 @@ class Server:
     """An OpenAI-compatible server: the client, its served models, and bounded retries."""
 
     def __init__(self, url: str, options: BackendOptions):
+        if options.rope_parameters:  # a server's window and scaling are fixed when it starts
+            raise MetabenchError("--rope applies to hf and vllm models; a served model's rope scaling is set where "
+                                 "the server starts (vLLM: --hf-overrides and --max-model-len): drop --rope here")
         try:
             import openai
         except ImportError as exc:
@@ -195,7 +198,7 @@ class OpenAIBackend:
         self.server = Server(url, options)
         self.model = self.server.base
         self.served = self.server.served
-        self.context = self.native_context = self.server.context
+        self.context = self.server.context
 
     def _one(self, r: Request) -> Completion:
         def check(data: dict, body: str) -> Completion:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from metabench.backends import BackendOptions, Completion, Request, finish_reason, folder_hashes, resolve_target, rope_overrides
+from metabench.backends import BackendOptions, Completion, Request, finish_reason, resolve_target, rope_overrides, weights_record
 from metabench.errors import MetabenchError
 
 
@@ -74,7 +74,7 @@ class VLLMBackend:
             "backend": "vllm",
             "model": self.model,
             **self.target.source.record(),
-            **{k: v for k, v in folder_hashes(self.target.source.folder).items() if k != "stat"},
+            **weights_record(self.target.source),
             "dtype": self.options.dtype,
             "max_model_len": self.window,
             "tensor_parallel_size": self.options.tensor_parallel_size,
