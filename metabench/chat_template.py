@@ -10,7 +10,7 @@ metabench wrap prompts without importing transformers (seconds of start-up);
 tests compare every fixture template against `apply_chat_template`.
 
 Templates using transformers' `{% generation %}` tag (assistant masks) are
-refused by jinja2 here; the tokenizer then falls back to transformers.
+not plain jinja2: tokenizer.py reads such folders through transformers.
 """
 
 from __future__ import annotations

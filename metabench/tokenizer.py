@@ -32,6 +32,8 @@ with two copies of the same tokenizer is recognised as the same.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -97,11 +99,18 @@ class Tokenizer:
                 "--tokenizer folder with chat_template.jinja or a chat_template in tokenizer_config.json (the served "
                 "model's), or drop --chat-template"
             )
-        if self.hf is not None:
-            return self.hf.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
-        from metabench.chat_template import render
+        import jinja2
 
-        return render(self.chat_template, messages, self.special_tokens, add_generation_prompt)
+        try:
+            if self.hf is not None:
+                return self.hf.apply_chat_template(list(messages), tokenize=False,
+                                                   add_generation_prompt=add_generation_prompt)
+            from metabench.chat_template import render
+
+            return render(self.chat_template, messages, self.special_tokens, add_generation_prompt)
+        except jinja2.TemplateError as exc:  # the template's own raise_exception, e.g. no system role
+            raise MetabenchError(f"the chat template of {self.path} refuses these messages: {exc}"
+                                 " (a template without a system role takes no --system)") from None
 
     def chat_wrap(self, system: str | None = None) -> tuple[str, str]:
         """The text a chat template puts before and after one user message (after a system message, if any).
@@ -209,13 +218,19 @@ def _chat_template(folder: Path, config: dict) -> str | None:
     return template if isinstance(template, str) else None
 
 
+GENERATION_TAG = re.compile(r"\{%-?\s*generation\b")
+
+
 def _natively_readable(folder: Path) -> bool:
     """Whether transformers would build this folder as the plain tokenizer.json backend."""
     config = _read_json(folder / "tokenizer_config.json")
+    jinja = folder / "chat_template.jinja"
+    template = jinja.read_text(encoding="utf-8") if jinja.is_file() else json.dumps(config.get("chat_template") or "")
     return (
         (folder / "tokenizer.json").is_file()
         and config.get("tokenizer_class") in GENERIC_CLASSES
         and not (folder / "chat_templates").is_dir()
+        and not GENERATION_TAG.search(template)  # transformers' own jinja extension: rendered by transformers
     )
 
 

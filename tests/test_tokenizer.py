@@ -111,3 +111,25 @@ def test_generate_does_not_import_transformers(bytelevel_dir, tmp_path):
 def test_no_template_is_a_clear_error(bytelevel):
     with pytest.raises(MetabenchError, match="has no chat template"):
         bytelevel.chat_wrap()
+
+
+def test_a_templates_own_refusal_is_one_line(tmp_path, metaspace_dir):
+    """A template's raise_exception (here: no system role) is the user's input refused, not a jinja2 traceback."""
+    no_system = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+                 "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok = load_tokenizer(_variant(metaspace_dir, tmp_path / "nosys", jinja=no_system))
+    assert tok.hf is None and tok.render_chat(CHATS[0]) == "<|user|>hello there<|assistant|>"
+    with pytest.raises(MetabenchError, match="refuses these messages: System role not supported") as info:
+        tok.chat_wrap("Be brief.")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_generation_tag_template_is_read_through_transformers(tmp_path, metaspace_dir):
+    """`{% generation %}` is transformers' own jinja extension: such folders load through AutoTokenizer."""
+    with_masks = ("{% for m in messages %}{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}"
+                  "{% endgeneration %}{% else %}<|{{ m['role'] }}|>{{ m['content'] }}{% endif %}{% endfor %}"
+                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok = load_tokenizer(_variant(metaspace_dir, tmp_path / "masks", jinja=with_masks))
+    assert tok.hf is not None and tok.render_chat(CHATS[0]) == "<|user|>hello there<|assistant|>"
