@@ -50,7 +50,9 @@ def answer_budget(tok: Tokenizer, target: str) -> int:
 
 def _frame(tok: Tokenizer, opts: Options, turns: Turns | None) -> tuple[Frame, bool]:
     """The text around a prompt, and whether the backend adds special tokens to it."""
-    if turns is not None:
+    if turns is not None:  # a conversation is written in its own turns: there is no one message to put a system before
+        if opts.system:
+            raise MetabenchError("--system does not apply to conversation tasks (mrcr): drop --system, or run them apart")
         return Frame(before=turns.before, after=turns.after), not opts.chat_template
     if not opts.chat_template:
         if opts.system:

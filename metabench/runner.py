@@ -173,6 +173,10 @@ def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
         raise MetabenchError("pass --tokenizer DIR: the model's tokenizer is needed to measure lengths")
     tok = load_tokenizer(model.tokenizer)
     chat = tok.chat_wrap(cfg.options.system) if kind == "openai-chat" else None  # no template: refused here
+    talks = [e.name for e in cfg.suite.entries if e.spec.conversation]
+    if chat and talks:  # a conversation's turns are the template's text: one user message cannot carry them
+        raise MetabenchError(f"openai-chat sends each prompt as one user message, so the conversation task {talks[0]} "
+                             "cannot go through it: run it with openai: (completions) and --chat-template")
     context = cfg.context or (model.target.window.context if model.target else model.limit)
     if context is None:
         raise MetabenchError("the model's context length is unknown: pass --context N")

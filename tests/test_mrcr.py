@@ -150,3 +150,10 @@ def test_golden_hashes(bytelevel, metaspace):
     assert content(samples) == content(_samples(metaspace, n=3)) == GOLDEN_CONTENT
     file = "".join(s.to_json() + "\n" for s in samples)
     assert hashlib.sha256(file.encode()).hexdigest()[:16] == GOLDEN_FILE
+
+
+def test_a_system_message_is_refused_not_dropped(metaspace):
+    """A conversation has no single message to put a system message before: --system is an error, not ignored."""
+    suite = parse_suite({"seed": 3, "lengths": [2048], "samples": 1, "tasks": [ENTRIES[0]]})
+    with pytest.raises(MetabenchError, match="--system does not apply to conversation tasks"):
+        list(iter_samples(suite, metaspace, Options(context=2048, chat_template=True, system="Be brief.")))

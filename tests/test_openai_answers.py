@@ -180,7 +180,7 @@ def test_the_api_key_is_sent_and_never_written(fake, bytelevel_dir, tmp_path, mo
 
 def test_chat_answers_split_the_servers_reasoning_field(fake, metaspace_dir, tmp_path):
     """The chat request's shape and a reasoning field (as vLLM's reasoning parsers send it); the content
-    is the answer. The same path runs against a real vLLM server in tests/test_chat.py."""
+    is the answer."""
     reply = {"choices": [{"index": 0, "finish_reason": "stop", "message": {
         "role": "assistant", "content": "The answer is **1**.", "reasoning_content": "bits: 1 0 1 1 0 0 -> 1"}}],
         "usage": {"prompt_tokens": 250, "completion_tokens": 20, "total_tokens": 270}}
@@ -197,3 +197,11 @@ def test_chat_answers_split_the_servers_reasoning_field(fake, metaspace_dir, tmp
         assert row["reasoning_tokens"] > 0 and row["output_tokens"] == 20 and row["server_prompt_tokens"] == 250
         assert row["scores"]["exact_match"] == float(row["target"] == "1")
         assert row["prompt_head"].startswith("<s><|system|>\nBe brief.<|end|>\n<|user|>\n")
+
+
+def test_a_conversation_task_is_refused_by_the_chat_backend(fake, metaspace_dir, tmp_path, capsys):
+    """mrcr's turns are the template's own text: sent as one user message they would be a different prompt."""
+    server = fake([])
+    assert _run(server, tmp_path / "out", metaspace_dir, "--tasks", "mrcr", model="openai-chat") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("metabench: error: openai-chat sends each prompt as one user message") and not server.bodies
