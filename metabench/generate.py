@@ -150,9 +150,10 @@ def make_sample(
         if all(fitted.prompt.count(s) == fixed.count(s) for s in layout.avoid):
             break
     else:
+        fix = ("use a shorter length or fewer keys: the distractor needles are drawn from the same key words"
+               if layout.filler == "needles" else "use other haystack files")
         raise MetabenchError(
-            f"{entry.name}: after {MAX_RETRIES} draws a needle key or value still occurs in the haystack text; "
-            "use other haystack files"
+            f"{entry.name}: after {MAX_RETRIES} draws a needle key or value still occurs in the haystack text; {fix}"
         )
     offsets = [fitted.block_offsets[i] + m for i, b in enumerate(layout.blocks) for m in b.markers]
     # Block offsets follow layout order; a block's markers are relative to its own start.

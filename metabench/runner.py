@@ -484,7 +484,8 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
             return finished
         if backend is None:
             _say(cfg, f"loading {cfg.model}")
-            backend = make_backend(cfg.model, cfg.backend, plan.model.tokenizer, max_len=plan.need)
+            backend = make_backend(cfg.model, cfg.backend, plan.model.tokenizer, max_len=plan.need,
+                                   resolved=plan.model.target)
         written, gen_time = _generate(cfg, plan, backend, done)
         summary = _summary(cfg, plan, backend, identity, rows + written, started, gen_time, len(done))
         write_json(cfg.out / "summary.json", summary)

@@ -169,6 +169,7 @@ METRICS: dict[str, Callable[[str, Mapping], float]] = {
     "string_match_all": lambda pred, s: string_match_all(pred, s["answers"]),
     "string_match_any": lambda pred, s: string_match_any(pred, s["answers"]),
     "sequence_ratio": lambda pred, s: sequence_ratio(pred, s["target"], _info(s)["prefix"]),
+    "exact_match_strict": lambda pred, s: exact_match_strict(pred, s["target"]),  # scored beside exact_match
 }
 
 
@@ -179,7 +180,4 @@ def scored_metrics(names: Sequence[str]) -> list[str]:
 
 def score(sample: Mapping, prediction: str) -> dict[str, float]:
     """Every metric the sample names, for one prediction (see scored_metrics)."""
-    out = {name: METRICS[name](prediction, sample) for name in sample["metrics"]}
-    if "exact_match" in out:
-        out["exact_match_strict"] = exact_match_strict(prediction, sample["target"])
-    return out
+    return {name: METRICS[name](prediction, sample) for name in scored_metrics(sample["metrics"])}

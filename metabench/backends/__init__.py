@@ -228,17 +228,22 @@ def folder_hashes(folder: Path, recorded: dict[str, Any] | None = None) -> dict[
     return out
 
 
-def make_backend(spec: str, options: BackendOptions, tokenizer_path: str | None = None, max_len: int | None = None) -> Backend:
-    """Build the backend for `spec`; `max_len` is the longest prompt + answer it will be given."""
+def make_backend(spec: str, options: BackendOptions, tokenizer_path: str | None = None, max_len: int | None = None,
+                 resolved: Target | None = None) -> Backend:
+    """Build the backend for `spec`; `max_len` is the longest prompt + answer it will be given.
+
+    `resolved`: the spec's Target as the caller already resolved it (the runner does, to plan the run), so a
+    hub id is not resolved a second time, possibly to another commit than the run's identity records.
+    """
     kind, target = parse_model(spec)
     if kind == "hf":
         from metabench.backends.hf import HFBackend
 
-        return HFBackend(target, options, tokenizer_path)
+        return HFBackend(target, options, tokenizer_path, resolved)
     if kind == "vllm":
         from metabench.backends.vllm import VLLMBackend
 
-        return VLLMBackend(target, options, tokenizer_path, max_len)
+        return VLLMBackend(target, options, tokenizer_path, max_len, resolved)
     if kind == "openai-chat":
         from metabench.backends.openai import OpenAIChatBackend
 

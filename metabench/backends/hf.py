@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from metabench.backends import BackendOptions, Completion, Request, resolve_target, rope_overrides, weights_record
+from metabench.backends import (BackendOptions, Completion, Request, Target, resolve_target, rope_overrides,
+                                weights_record)
 from metabench.errors import MetabenchError
 from safetensors import SafetensorError
 from metabench.tokenizer import load_tokenizer
@@ -20,7 +21,8 @@ from metabench.tokenizer import load_tokenizer
 class HFBackend:
     kind = "hf"
 
-    def __init__(self, path: str, options: BackendOptions, tokenizer_path: str | None = None):
+    def __init__(self, path: str, options: BackendOptions, tokenizer_path: str | None = None,
+                 resolved: Target | None = None):
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -28,7 +30,7 @@ class HFBackend:
 
         register()  # the reference architecture loads through the Auto classes
 
-        self.target = resolve_target(path, options.rope_parameters)
+        self.target = resolved or resolve_target(path, options.rope_parameters)
         source = self.target.source
         self.model = source.load_name
         self.context = self.target.limit

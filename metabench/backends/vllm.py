@@ -12,15 +12,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from metabench.backends import BackendOptions, Completion, Request, finish_reason, resolve_target, rope_overrides, weights_record
+from metabench.backends import (BackendOptions, Completion, Request, Target, finish_reason, resolve_target,
+                                rope_overrides, weights_record)
 from metabench.errors import MetabenchError
 
 
 class VLLMBackend:
     kind = "vllm"
 
-    def __init__(self, path: str, options: BackendOptions, tokenizer_path: str | None, max_len: int | None):
-        self.target = resolve_target(path, options.rope_parameters)
+    def __init__(self, path: str, options: BackendOptions, tokenizer_path: str | None, max_len: int | None,
+                 resolved: Target | None = None):
+        self.target = resolved or resolve_target(path, options.rope_parameters)
         source = self.target.source
         self.model = source.load_name
         self.context = self.target.limit

@@ -10,7 +10,7 @@ one place.
 Grown content: aggregation tasks (common and frequent words) have no filler;
 their word list is the whole context and grows with the budget. Their layout
 carries a `Grown`: content of size n (rare words, words in all), counted
-piece by piece, that `grown.fit` sizes to the budget instead.
+piece by piece, that `grown.fit_grown` sizes to the budget instead.
 
 Categories: every family names the kind of ability it measures, RULER's
 categories plus the paper's (`CATEGORIES`); leaderboards average over them.
@@ -44,15 +44,6 @@ class Counter(Protocol):
     def cumulative(self, name: str, piece: Callable[[int], str], n: int) -> int:
         """Tokens of piece(1) + ... + piece(n), counted piece by piece; sums are kept per tokenizer."""
         ...
-
-
-def prefix_sums(sums: list[int], pieces: Sequence[str], n: int, count: Counter) -> list[int]:
-    """Extend `sums` (sums[k] = tokens of the first k pieces) to cover n pieces, doubling as it goes."""
-    if len(sums) <= n:
-        more = count(pieces[len(sums) - 1 : max(n, 2 * len(sums))])
-        for c in more:
-            sums.append(sums[-1] + c)
-    return sums
 
 
 @dataclass(frozen=True)
@@ -97,8 +88,8 @@ class Grown:
     every piece but the first starts with a space, so a tokenizer that splits
     at spaces counts the content as the sum of its pieces' counts. `tokens`
     gives that sum without building the text (sizes are searched on it);
-    `grown.fit` checks it once per tokenizer against a full tokenization and
-    tokenizes in full where it does not hold. Sizes from `minimum` up pose
+    `grown.fit_grown` checks it once per tokenizer, content type and frame
+    against a full tokenization and tokenizes in full where it does not hold. Sizes from `minimum` up pose
     the task unambiguously; `tokens` must grow with n.
     """
 

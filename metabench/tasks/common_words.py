@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metabench import words as W
-from metabench.tasks.base import Counter, Grown, Layout, TaskSpec, prefix_sums
+from metabench.tasks.base import Counter, Grown, Layout, TaskSpec
 
 INSTRUCTION = (
     "Below is a numbered list of words. In these words, some appear more often than others. "
@@ -98,7 +98,7 @@ class WordList(Grown):
 
         def upto(i: int) -> int:
             # Past the vocabulary's end (the sums grow by doubling) pieces are empty: no tokens.
-            return count.cumulative("coined", lambda j: " " + vocab[j - 1] if j <= size else "", i)
+            return count.cumulative("common_words.vocabulary", lambda j: " " + vocab[j - 1] if j <= size else "", i)
 
         at %= size
         if at + k <= size:
@@ -172,9 +172,6 @@ class CommonWordsSpec(TaskSpec):
             info={"common": common},
             grown=grown,
         )
-
-    def chance(self) -> float:
-        return 0.0
 
 
 VARIANTS: dict[str, TaskSpec] = {
