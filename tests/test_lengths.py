@@ -8,7 +8,7 @@ from metabench.errors import LengthError, MetabenchError
 from metabench.generate import Options, iter_samples, make_sample
 from metabench.haystack import build_haystack
 from metabench.lengths import parse_length, parse_lengths
-from metabench.suite import load_suite, parse_suite
+from metabench.suite import parse_suite
 from metabench.tasks import FAMILIES
 
 from families import RULER_FAMILIES  # noqa: E402
@@ -81,13 +81,20 @@ def test_verify_mode_gives_the_same_samples(bytelevel):
     assert fast == full
 
 
-def test_too_short_names_the_minimum(bytelevel):
-    suite = load_suite("default")
-    entry = next(e for e in suite.entries if e.task == "needle")
+# (task, a length too short for it): every family that fixes a floor names it
+TOO_SHORT = [("needle", 50), ({"task": "needle", "variant": "twohop"}, 64), ({"task": "mrcr", "variant": "4needle"}, 100),
+             ("variable_tracking", 200), ("common_words", 200), ("frequent_words", 200)]
+
+
+@pytest.mark.parametrize("task,short", TOO_SHORT, ids=[str(t if isinstance(t, str) else t["variant"]) for t, _ in TOO_SHORT])
+def test_too_short_names_the_smallest_length_that_fits(bytelevel, task, short):
     from metabench.lengths import Length
 
+    entry = parse_suite({"lengths": [1], "tasks": [task]}).entries[0]
     with pytest.raises(LengthError, match=r"at least (\d+) tokens") as info:
-        make_sample(entry, Length("50", 50), 0, 0, bytelevel, Options())
-    minimum = int(info.value.args[0].split("at least ")[1].split()[0])
+        make_sample(entry, Length(str(short), short), 0, 0, bytelevel, Options())
+    message = info.value.args[0]
+    assert "\n" not in message
+    minimum = int(message.split("at least ")[1].split()[0])
     ok = make_sample(entry, Length(str(minimum), minimum), 0, 0, bytelevel, Options())
     assert ok.prompt_tokens + ok.answer_budget <= minimum

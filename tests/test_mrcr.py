@@ -11,9 +11,8 @@ from difflib import SequenceMatcher
 
 import pytest
 
-from metabench.errors import LengthError, MetabenchError
-from metabench.generate import Options, iter_samples, make_sample
-from metabench.lengths import Length
+from metabench.errors import MetabenchError
+from metabench.generate import Options, iter_samples
 from metabench.reference_tokenizer import BUNDLED
 from metabench.scoring import score, sequence_ratio
 from metabench.suite import parse_suite
@@ -124,15 +123,6 @@ def test_exact_lengths_from_quarter_to_twice_the_context(request, name):
             assert tok.count(s.prompt, specials=s.add_special_tokens) == s.prompt_tokens, s.id
             used = s.prompt_tokens + s.answer_budget
             assert s.length - EXCHANGE < used <= s.length, (s.id, used)  # short by less than one exchange
-
-
-def test_too_short_names_the_smallest_length(bytelevel):
-    entry = parse_suite({"lengths": [1], "tasks": [ENTRIES[1]]}).entries[0]
-    with pytest.raises(LengthError, match=r"at least (\d+) tokens") as info:
-        make_sample(entry, Length("100", 100), 0, 0, bytelevel, Options())
-    minimum = int(info.value.args[0].split("at least ")[1].split()[0])
-    ok = make_sample(entry, Length(str(minimum), minimum), 0, 0, bytelevel, Options())
-    assert ok.prompt_tokens + ok.answer_budget <= minimum
 
 
 def test_sample_i_does_not_depend_on_how_many(bytelevel):

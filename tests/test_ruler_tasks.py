@@ -154,18 +154,6 @@ def test_full_tokenization_gives_the_same_samples(bytelevel):
     assert fast == full
 
 
-@pytest.mark.parametrize("task", ["variable_tracking", "common_words", "frequent_words"])
-def test_too_short_names_the_smallest_length_that_fits(bytelevel, task):
-    entry = parse_suite({"lengths": [1], "tasks": [task]}).entries[0]
-    with pytest.raises(LengthError, match=r"at least (\d+) tokens") as info:
-        make_sample(entry, Length("200", 200), 0, 0, bytelevel, Options())
-    message = info.value.args[0]
-    assert "\n" not in message
-    minimum = int(message.split("at least ")[1].split()[0])
-    ok = make_sample(entry, Length(str(minimum), minimum), 0, 0, bytelevel, Options())
-    assert ok.prompt_tokens + ok.answer_budget <= minimum
-
-
 def test_common_words_default_cannot_fit_256_tokens(bytelevel):
     entry = parse_suite({"lengths": [1], "tasks": ["common_words"]}).entries[0]
     with pytest.raises(LengthError, match="too short for common_words/default: its smallest word list"):
