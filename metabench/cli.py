@@ -179,7 +179,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = RunConfig(
         model=args.model, suite=suite, out=Path(args.out), tokenizer=args.tokenizer, context=_tokens(args.context),
         name=args.name, options=opts, backend=backend, allow_beyond_context=args.allow_beyond_context,
-        progress=not args.quiet, command=" ".join(["metabench", *sys.argv[1:]]),
+        progress=not args.quiet, command=" ".join(["metabench", *sys.argv[1:]]), scoring=args.scoring, step=args.step,
     )
     summary = run(cfg)
     print(format_table(summary))
@@ -321,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--system", metavar="TEXT", help="a system message before each prompt (openai-chat, or with --chat-template); "
                    "counted in the length")
     r.add_argument("--name", help="model name on leaderboards (default: the folder or served model name)")
+    r.add_argument("--scoring", default="generate", choices=("generate", "loglik"),
+                   help="generate: the model writes each answer (default) | loglik: one forward pass over prompt + "
+                   "gold answer, scored by greedy_match and the answer's per-token probability (hf, vllm)")
+    r.add_argument("--step", type=int, help="training step of this checkpoint, for series in reports and check "
+                   "--series (default: read from the model folder's name: checkpoint-N, step-N, global_stepN)")
     r.add_argument("--no-answer-prefix", action="store_true", help="end prompts at the question, without the task's answer prefix")
     r.add_argument("--allow-beyond-context", action="store_true", help="evaluate lengths above the model's window")
     r.add_argument("--rope", help="rope override composed with the config's own scaling, e.g. yarn:factor=2 (or "

@@ -47,6 +47,10 @@ summary.json:
                "window",           the most the model served as loaded (1x, or a --rope extension)
                "positions", "rope_type", "sliding_window"},   the config's, when known
      "suite": {"name", "seed", "lengths": {label: tokens}, "entries": [...]},
+     "scoring": "generate" | "loglik",   how rows were scored (absent in older summaries: generate)
+     "step": int | null,   the training step of the checkpoint: `run --step N`, else read
+                           from the model folder's name by `step_of` (checkpoint-N, step-N,
+                           global_stepN); null when unknown
      "provenance": {...},
      "cells": [{"entry", "task", "variant", "length", "length_label", "depth",
                 "n", "primary", "chance",
@@ -80,6 +84,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -87,6 +92,10 @@ from typing import Any, Iterable, Iterator, Mapping
 from metabench.errors import MetabenchError, warn
 
 SUMMARY_FORMAT = "metabench.summary/1"
+SCORINGS = ("generate", "loglik")
+# Checkpoint folder names that carry a training step: transformers' Trainer
+# (checkpoint-500), common loops (step-500, step_500) and DeepSpeed (global_step500).
+_STEP_NAME = re.compile(r"(?:checkpoint|step)[-_]?(\d+)|global_step(\d+)")
 ROW_KEYS = ("id", "entry", "task", "variant", "index", "length", "length_label", "scores", "primary")
 Z95 = 1.959963984540054
 PROMPT_EXCERPT = 400  # characters of prompt head and tail kept per row, for the report's sample browser
@@ -114,6 +123,12 @@ def result_row(sample: Mapping[str, Any], prediction: str, scores: Mapping[str, 
         "prompt_head": prompt[:PROMPT_EXCERPT],
         "prompt_tail": prompt[-PROMPT_EXCERPT:] if len(prompt) > PROMPT_EXCERPT else "",
     }
+
+
+def step_of(name: str) -> int | None:
+    """The training step a checkpoint folder's name carries (checkpoint-500, step-500, global_step500), else None."""
+    m = _STEP_NAME.fullmatch(name)
+    return None if m is None else int(m.group(1) or m.group(2))
 
 
 def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:

@@ -68,7 +68,7 @@ from metabench.generate import Options, make_sample
 from metabench.lengths import Length, parse_lengths
 from metabench.lock import LOCK_NAME, hold
 from metabench.reasoning import Thinking, split
-from metabench.results import SUMMARY_FORMAT, check_counts, load_rows, result_row, summarize_rows, write_json
+from metabench.results import SCORINGS, SUMMARY_FORMAT, check_counts, step_of, load_rows, result_row, summarize_rows, write_json
 from metabench.schema import Sample, dumps
 from metabench.scoring import score
 from metabench.source import tokenizer_folder
@@ -90,6 +90,14 @@ class RunConfig:
     allow_beyond_context: bool = False
     progress: bool = True
     command: str = ""
+    scoring: str = "generate"  # generate: the model writes its answer | loglik: one forward pass over prompt + gold answer
+    step: int | None = None  # training step of the checkpoint; default: read from the model folder's name
+
+    def __post_init__(self) -> None:
+        if self.scoring not in SCORINGS:
+            raise MetabenchError(f"scoring {self.scoring!r}: choose one of {', '.join(SCORINGS)}")
+        if self.step is not None and self.step < 0:
+            raise MetabenchError(f"step {self.step}: a training step is a number >= 0")
 
 
 def _utc() -> str:
@@ -218,6 +226,10 @@ def _identity(cfg: RunConfig, plan: _Plan, weights: dict[str, Any] | None) -> di
     }
     if weights is not None:
         out["weights"] = {k: weights[k] for k in ("config_sha256", "weights_sha256")}
+    if cfg.scoring != "generate":  # absent when default, so folders written before these keys still resume
+        out["scoring"] = cfg.scoring
+    if cfg.step is not None:
+        out["step"] = cfg.step
     return out
 
 
@@ -434,6 +446,13 @@ def _default_name(plan: _Plan, backend: Backend) -> str:
     return Path(plan.target.partition("@")[0]).name  # a folder's name, or a hub id's NAME
 
 
+def _step(cfg: RunConfig, plan: _Plan) -> int | None:
+    """--step, else the step a local checkpoint folder's name carries (checkpoint-500), else None."""
+    if cfg.step is not None or plan.kind in SERVED:
+        return cfg.step
+    return step_of(Path(plan.target.partition("@")[0]).name)
+
+
 def _summary(cfg: RunConfig, plan: _Plan, backend: Backend, identity: dict[str, Any], rows: list[dict[str, Any]],
              started: float, gen_time: float, resumed_from: int) -> dict[str, Any]:
     name = cfg.name or _default_name(plan, backend)
@@ -442,6 +461,8 @@ def _summary(cfg: RunConfig, plan: _Plan, backend: Backend, identity: dict[str, 
         "model": {"name": name, "spec": cfg.model, **_window_record(plan.model, plan.context, cfg.context is not None)},
         "suite": {"name": cfg.suite.name, "seed": cfg.suite.seed, "source": cfg.suite.source,
                   "lengths": {l.label: l.tokens for l in plan.lengths}, "entries": identity["suite"]["entries"]},
+        "scoring": cfg.scoring,
+        "step": _step(cfg, plan),
         "provenance": {
             "metabench_version": __version__, **_git_commit(), "command": cfg.command,
             "backend": backend.describe(), "tokenizer": {"path": plan.tok.path, "fingerprint": plan.tok.fingerprint},
