@@ -17,7 +17,7 @@ A row (results.jsonl):
      "depth", "prompt_sha256", "prompt_tokens", "target", "answers",
      "prediction", "scores": {metric: value in [0, 1]}, "primary": metric,
      "chance", "output_tokens", "max_new_tokens", "finish_reason", "server_prompt_tokens",
-     "raw_output", "reasoning_field", "reasoning_tokens",
+     "raw_output", "reasoning_field", "reasoning_tokens", "answer_logprob",
      "latency_s", "prompt_head", "prompt_tail"}
 
 `max_new_tokens` is the generation cap the backend was given;
@@ -27,7 +27,11 @@ count of the prompt (usage.prompt_tokens), null where none was reported.
 `prediction` is the answer that was scored: `raw_output` with any reasoning
 taken out (metabench/reasoning.py); `reasoning_field` is reasoning a server
 sent apart (null otherwise) and `reasoning_tokens` the reasoning's length in
-the run's tokenizer (null: no reasoning found). Rows imported from lm-eval
+the run's tokenizer (null: no reasoning found). `answer_logprob` is the gold
+answer's mean log-probability per token under `--scoring loglik`
+(metabench/loglik.py: such rows score `greedy_match` and `answer_prob`,
+and their prediction is the argmax at the answer's positions), null when
+the answer was generated. Rows imported from lm-eval
 have no cap, finish reason or server count (null).
 
 Every writer (the runner, the lm-eval import, any backend-specific path)
@@ -105,7 +109,7 @@ def result_row(sample: Mapping[str, Any], prediction: str, scores: Mapping[str, 
                output_tokens: int | None, latency_s: float | None, *, max_new_tokens: int | None = None,
                finish_reason: str | None = None, server_prompt_tokens: int | None = None,
                raw_output: str | None = None, reasoning_field: str | None = None,
-               reasoning_tokens: int | None = None) -> dict[str, Any]:
+               reasoning_tokens: int | None = None, answer_logprob: float | None = None) -> dict[str, Any]:
     """One results.jsonl row from a sample (a Sample's fields as a mapping), its prediction (the answer that was
     scored) and scores; the keyword fields are null where the writer cannot know them."""
     prompt: str = sample["prompt"]
@@ -119,6 +123,7 @@ def result_row(sample: Mapping[str, Any], prediction: str, scores: Mapping[str, 
         "output_tokens": output_tokens, "max_new_tokens": max_new_tokens, "finish_reason": finish_reason,
         "server_prompt_tokens": server_prompt_tokens, "raw_output": prediction if raw_output is None else raw_output,
         "reasoning_field": reasoning_field, "reasoning_tokens": reasoning_tokens,
+        "answer_logprob": None if answer_logprob is None else round(answer_logprob, 6),
         "latency_s": None if latency_s is None else round(latency_s, 4),
         "prompt_head": prompt[:PROMPT_EXCERPT],
         "prompt_tail": prompt[-PROMPT_EXCERPT:] if len(prompt) > PROMPT_EXCERPT else "",

@@ -42,6 +42,10 @@ each row records why its output ended (finish_reason) so that answers cut
 off at the cap are counted per cell, never hidden. `openai-chat` runs are
 measured through the tokenizer's chat template (with the system message) and
 send the same prompt as messages.
+
+Scoring: `generate` (the model writes its answer) or `loglik` (one forward
+pass over prompt + gold answer, metabench/loglik.py); a folder holds one or
+the other, since the scoring joins the identity.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from metabench import __version__
+from metabench import __version__, loglik
 from metabench.backends import (SERVED, Backend, BackendOptions, Completion, Request, Target, folder_hashes, make_backend,
                                 parse_model, resolve_target)
 from metabench.errors import MetabenchError, warn
@@ -170,6 +174,8 @@ def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
     """Tokenizer, lengths and the window check: everything that can fail in seconds, before the folder or model."""
     kind, target = parse_model(cfg.model)
     thinking = Thinking.parse(cfg.backend.thinking)
+    if cfg.scoring == "loglik":  # before the server is asked anything
+        _loglik_options(cfg, kind)
     if kind == "openai-chat":  # measured through the template the server applies; no answer prefix after it
         cfg = dataclasses.replace(cfg, options=dataclasses.replace(cfg.options, chat_template=True, answer_prefix=False))
     model = _model(cfg, kind, target)
@@ -204,7 +210,24 @@ def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
                 f"length {longest.label} ({longest.tokens} tokens{plus}) exceeds the model's {limit}-token window; pass "
                 "--allow-beyond-context to evaluate it anyway, or extend the window with --rope (e.g. YaRN)"
             )
+    if cfg.scoring == "loglik":
+        _single_answers(cfg, tok, lengths[0], context)
     return cfg, _Plan(kind, target, model, tok, context, lengths, backend, thinking, chat, thinking_budget, need)
+
+
+def _loglik_options(cfg: RunConfig, kind: str) -> None:
+    """Refuse, before anything is loaded or asked, options that log-likelihood scoring cannot honour."""
+    if kind in SERVED:
+        raise MetabenchError(f"--scoring loglik needs the model's log-probabilities: use hf: or vllm: instead of {kind}:")
+    if cfg.backend.max_tokens is not None:
+        raise MetabenchError("--max-tokens is a generation cap; --scoring loglik generates nothing: drop one of them")
+
+
+def _single_answers(cfg: RunConfig, tok: Tokenizer, shortest: Length, context: int) -> None:
+    """Refuse an entry whose samples ask for a set of answers (loglik scores one continuation)."""
+    opts = dataclasses.replace(cfg.options, context=context)
+    for e in cfg.suite.entries:  # a set of answers has no one continuation: known from any sample of the entry
+        loglik.single_answer(make_sample(e, shortest, 0, cfg.suite.seed, tok, opts))
 
 
 def _identity(cfg: RunConfig, plan: _Plan, weights: dict[str, Any] | None) -> dict[str, Any]:
@@ -389,13 +412,16 @@ def _generate(cfg: RunConfig, plan: _Plan, backend: Backend, done: set[str]) -> 
     gen_time = 0.0
     written: list[dict[str, Any]] = []
 
-    def prepare(length: Length, items: list) -> tuple[list[Sample], list[Request]]:
+    def prepare(length: Length, items: list) -> tuple[list[Sample], list[Any]]:
         samples = [make_sample(e, length, i, cfg.suite.seed, tok, opts) for e, i in items]
         requests = []
         for s in samples:
             ids = tok.encode(s.prompt, specials=s.add_special_tokens)
             if len(ids) != s.prompt_tokens:
                 raise RuntimeError(f"{s.id}: prompt has {len(ids)} tokens, generation measured {s.prompt_tokens}")
+            if cfg.scoring == "loglik":
+                requests.append(loglik.request(tok, s, ids))
+                continue
             messages = chat_messages(s.prompt, plan.chat, opts.system) if plan.chat else None
             requests.append(Request(ids, s.answer_budget + plan.thinking_budget, messages))
         return samples, requests
@@ -423,13 +449,14 @@ def _generate(cfg: RunConfig, plan: _Plan, backend: Backend, done: set[str]) -> 
             pending = pool.submit(prepare, chunks[n + 1][0], chunks[n + 1][1]) if n + 1 < len(chunks) else None
             order = sorted(range(len(samples)), key=lambda j: len(requests[j].token_ids))
             t0 = time.perf_counter()
-            outs = backend.generate([requests[j] for j in order])
+            outs = (backend.loglik if cfg.scoring == "loglik" else backend.generate)([requests[j] for j in order])
             dt = time.perf_counter() - t0
             gen_time += dt
             by_index = dict(zip(order, outs))
             for j, s in enumerate(samples):
                 c = by_index[j]
-                row = _row(s, requests[j], c, dt / len(samples), plan.thinking, tok)
+                row = (loglik.row(s, requests[j], c, dt / len(samples), tok) if cfg.scoring == "loglik"
+                       else _row(s, requests[j], c, dt / len(samples), plan.thinking, tok))
                 f.write(dumps(row) + "\n")
                 written.append(row)
             f.flush()

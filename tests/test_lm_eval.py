@@ -40,6 +40,8 @@ REPO = Path(__file__).resolve().parent.parent
 TASKS = ("metabench_recall", "metabench_copy", "metabench_needle", "metabench_count", "metabench_parity",
          "metabench_abstain", "metabench_twohop", "metabench_mrcr",
          "metabench_variable_tracking", "metabench_common_words", "metabench_frequent_words")
+# Log-likelihood variants: the tasks with one gold answer per sample (set-answer tasks have none).
+LL_TASKS = tuple(f"{t}_ll" for t in TASKS[:7])
 RULER_TASKS = ("metabench_ruler_niah", "metabench_ruler_vt", "metabench_ruler_cwe", "metabench_frequent_words")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 TRUNCATION_WARNINGS = ("Left truncation applied", "left truncated")  # lm-eval's HF and API models
@@ -115,8 +117,14 @@ def test_tasks_folder_is_the_package_data():
     assert (REPO / "tasks").is_symlink() and (REPO / "tasks").resolve() == TASKS_DIR.resolve()
     assert os.readlink(REPO / "tasks") == "metabench/lm_eval/tasks"  # relative: survives a moved checkout
     names = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
-    assert names == sorted({*TASKS, *RULER_TASKS, "metabench_all", "metabench_ruler"})
+    assert names == sorted({*TASKS, *RULER_TASKS, *LL_TASKS, "metabench_all", "metabench_ruler", "metabench_all_ll"})
     assert task_yaml("metabench_all")["task"] == list(TASKS)
+    assert task_yaml("metabench_all_ll")["task"] == list(LL_TASKS)
+    for t in LL_TASKS:  # the generate task's own wiring, loglikelihood requests over a subset of its entries
+        y, base = task_yaml(t), task_yaml(t.removesuffix("_ll"))
+        assert y["include"] == f"{base['task']}.yaml" and y["output_type"] == "loglikelihood"
+        assert y["dataset_kwargs"]["scoring"] == "loglik"
+        assert set(y["dataset_kwargs"]["entries"]) <= set(base["dataset_kwargs"]["entries"])
     assert task_yaml("metabench_ruler")["task"] == list(RULER_TASKS)
     from metabench.suite import load_suite
 
@@ -130,6 +138,31 @@ def test_tasks_folder_is_the_package_data():
 
 
 # ----------------------------------------------------------------------------- real lm_eval, HF model
+
+
+@pytest.mark.slow
+def test_loglik_tasks_score_as_metabench_run_loglik(tiny_llama_dir, tmp_path):
+    """lm_eval --tasks metabench_all_ll gives, doc by doc, the greedy_match and answer_prob that
+    `metabench run --scoring loglik` writes for the same samples."""
+    out = tmp_path / "lm_eval"
+    run([sys.executable, "-m", "lm_eval", "--include_path", "tasks", "--tasks", "metabench_all_ll", "--model", "hf",
+         "--model_args", f"pretrained={tiny_llama_dir},max_length=1024", "--metadata", "samples=2",
+         "max_seq_lengths=[0.5x]", "--output_path", str(out), "--log_samples"], cwd=REPO)
+    ll_entries = [e for t in LL_TASKS for e in task_yaml(t)["dataset_kwargs"]["entries"]]
+    suite = {"name": "ll", "seed": 0, "lengths": ["0.5x"], "samples": 2,
+             "tasks": [dict(zip(("task", "variant"), e.split("/"))) for e in ll_entries]}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    run([sys.executable, "-m", "metabench", "run", "--model", f"hf:{tiny_llama_dir}", "--suite", "suite.yaml",
+         "--scoring", "loglik", "--out", "results", "--quiet"], cwd=tmp_path)
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "results" / "results.jsonl").read_text().splitlines())}
+    docs = logged(out)
+    assert sorted(d["doc"]["id"] for d in docs) == sorted(rows)
+    for d in docs:
+        r = rows[d["doc"]["id"]]
+        assert d["greedy_match"] == r["scores"]["greedy_match"], d["doc"]["id"]
+        assert d["answer_prob"] == pytest.approx(r["scores"]["answer_prob"], rel=1e-3, abs=1e-6), d["doc"]["id"]
+    assert "metabench_all_ll" in results_json(out)["groups"]
+
 
 
 @pytest.mark.slow

@@ -24,6 +24,15 @@ starts, and --rope is refused for one) as the full rope parameters composed
 with the config's own (window.extend): no backend resets `rope_theta` or any
 key the user did not name. Heavy libraries are imported inside each backend module.
 
+Log-likelihood scoring (`--scoring loglik`, hf and vllm only; a server's
+completions API is refused):
+
+    backend.loglik([LoglikRequest(token_ids, answer_ids), ...]) -> [Loglik]
+
+One forward pass over prompt + gold answer per request, nothing generated:
+each answer token's log-probability given everything before it, and the
+argmax token at each answer position (teacher forcing).
+
 Each Completion says why it ended (`finish_reason`: stop, length, error), so
 answers cut off at the cap are counted rather than silently scored 0, and
 carries the server's own prompt token count where it reports one.
@@ -49,6 +58,20 @@ class Request:
     token_ids: list[int]  # the whole prompt, chat template included when there is one
     max_new_tokens: int
     messages: list[dict[str, str]] | None = None  # the same prompt as chat messages (for chat APIs)
+
+
+@dataclass(frozen=True)
+class LoglikRequest:
+    token_ids: list[int]  # the whole prompt, exactly as a generate Request would send it
+    answer_ids: list[int]  # the gold answer's tokens, scored after the prompt
+
+
+@dataclass(frozen=True)
+class Loglik:
+    """The gold answer under the model: log p(answer token | all before it) and the argmax at each answer position."""
+
+    logprobs: list[float]
+    argmax_ids: list[int]
 
 
 FinishReason = Literal["stop", "length", "error"]
@@ -121,6 +144,8 @@ class Backend(Protocol):
     context: int | None  # the longest prompt + answer it serves: 1x, or the window a rope override extends to
 
     def generate(self, requests: list[Request]) -> list[Completion]: ...
+
+    def loglik(self, requests: list[LoglikRequest]) -> list[Loglik]: ...  # hf and vllm
 
     def describe(self) -> dict[str, Any]: ...
 

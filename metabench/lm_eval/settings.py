@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "thinking_tokens": 0,
 }
 MODEL_KEYS = ("pretrained", "model", "tokenizer", "max_length", "max_model_len", "base_url")
-LM_EVAL_KEYS = ("version", "config_source", "entries")  # lm-eval's task metadata; our YAMLs' dataset_kwargs
+LM_EVAL_KEYS = ("version", "config_source", "entries", "scoring")  # lm-eval's task metadata; our YAMLs' dataset_kwargs
 # Words users bring from RULER or metabench's own CLI, and what they mean here.
 MEANT: dict[str, str] = {
     "lengths": "max_seq_lengths",
@@ -96,6 +96,7 @@ class Settings:
     context: int | None
     limit: Limit
     thinking_tokens: int = 0  # added to every doc's max_gen_toks, and counted against the limit
+    loglik: bool = False  # the `_ll` tasks (dataset_kwargs scoring: loglik): docs carry the gold continuation
     # An API model (base_url) sending token ids without a BOS: lm-eval's TemplateAPI default, unlike HF and vLLM.
     api_without_bos: bool = False
 
@@ -327,6 +328,7 @@ def read_settings(kwargs: Mapping[str, Any]) -> Settings:
         context=context,
         limit=resolve_limit(kwargs),
         thinking_tokens=_count(get("thinking_tokens"), "thinking_tokens", 0),
+        loglik=kwargs.get("scoring") == "loglik",
         api_without_bos="base_url" in kwargs and kwargs.get("add_bos_token") is not True
         and kwargs.get("tokenized_requests") is not False,
     )

@@ -17,6 +17,9 @@ and keep the data wiring (custom_dataset, entries, doc fields). The class adds:
   reasoning is taken out again by metabench, which also catches an output
   cut off before the end token); `enable_thinking` only acts through
   --apply_chat_template, and is refused with it.
+- loglikelihood tasks (the `_ll` YAMLs): the request is (prompt, the doc's
+  gold continuation); lm-eval's (log-probability, is greedy) become
+  `greedy_match` and `answer_prob` (dataset.doc_loglik_scores).
 - scores from metabench.scoring, overall and per length (`exact_match@1024`),
   aggregated with lm-eval's own `mean` (so standard errors are reported) and
   marked higher-is-better; names are known once the docs exist.
@@ -30,7 +33,7 @@ from lm_eval.api.metrics import mean
 from lm_eval.api.task import ConfigurableTask
 
 from metabench.errors import MetabenchError
-from metabench.lm_eval.dataset import doc_scores, metric_names
+from metabench.lm_eval.dataset import doc_loglik_scores, doc_scores, metric_names
 
 
 class MetabenchTask(ConfigurableTask):
@@ -48,6 +51,8 @@ class MetabenchTask(ConfigurableTask):
                 "--system_instruction, --num_fewshot or a description); metabench prompts are fitted to exact "
                 "token lengths, so run without those options (for a chat template: --metadata chat_template=true)"
             )
+        if self.config.output_type == "loglikelihood":
+            return super().construct_requests(doc, ctx, **kwargs)
         gen = dict(self.config.generation_kwargs or {})
         if "max_gen_toks" in gen:
             raise MetabenchError(
@@ -59,7 +64,10 @@ class MetabenchTask(ConfigurableTask):
         inst.arguments = (inst.arguments[0], {**inst.arguments[1], "max_gen_toks": int(budget)})
         return inst
 
-    def process_results(self, doc: dict, results: list[str]) -> dict[str, float]:
+    def process_results(self, doc: dict, results: list[Any]) -> dict[str, float]:
+        if self.config.output_type == "loglikelihood":
+            logprob, greedy = results[0]
+            return doc_loglik_scores(doc, logprob, greedy)
         return doc_scores(doc, results[0])
 
     def aggregation(self) -> dict:
