@@ -183,6 +183,18 @@ def test_a_run_without_a_known_context_renders_without_multiples(tmp_path):
     assert html.count("<polyline") == len(ENTRIES)
 
 
+def test_a_loglik_run_is_never_ranked_under_the_generated_name(tmp_path):
+    """greedy_match is not exact_match: a loglik run of a model shows as 'NAME [loglik]' beside its generated run."""
+    runs = []
+    for scoring in ("generate", "loglik"):
+        run = write_results(tmp_path / scoring, model="m", lengths={"4k": 4096}, samples=5, accuracy=0.9)
+        summary = json.loads((run / "summary.json").read_text())
+        summary["scoring"] = scoring
+        (run / "summary.json").write_text(json.dumps(summary))
+        runs.append(load_run(run, None))
+    assert [r.name for r in runs] == ["m", "m [loglik]"]
+
+
 # --- the page in Chromium ---------------------------------------------------------
 
 class Page:

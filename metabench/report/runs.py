@@ -159,8 +159,11 @@ def load_run(folder: str | Path, per_cell: int | None) -> Run:
         rows = load_rows(rows_path)
         check_counts(summary, rows, folder)
         samples = pick_samples(rows, per_cell) if per_cell is not None else None
+    name = str(model.get("name") or folder.name)
+    if summary.get("scoring", "generate") != "generate":  # greedy_match is not exact_match: never ranked as one
+        name += f" [{summary['scoring']}]"
     return Run(
-        folder=folder, name=str(model.get("name") or folder.name), spec=str(model.get("spec") or ""),
+        folder=folder, name=name, spec=str(model.get("spec") or ""),
         context=int(context) if context else None, context_source=str(model.get("context_source") or ""),
         suite=dict(summary["suite"]),
         provenance=dict(summary.get("provenance") or {}), cells=cells, samples=samples,
