@@ -2,10 +2,12 @@
 
 Importing this package is cheap: torch, transformers, vLLM and lm-eval are
 imported only inside the modules that need them (backends, model, tokenizer
-loading), never here.
+loading), never here. `metabench.evaluate` (metabench/api.py) is imported
+on first use.
 """
 
 import sys
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -22,3 +24,12 @@ def _register_if_loaded() -> None:
 
 
 _register_if_loaded()
+
+
+def __getattr__(name: str) -> Any:
+    """`metabench.evaluate` and `metabench.Evaluation`, imported when first used (import metabench stays cheap)."""
+    if name in ("evaluate", "Evaluation"):
+        from metabench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'metabench' has no attribute {name!r}")

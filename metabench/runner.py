@@ -138,10 +138,13 @@ class _Model:
     limit: int | None  # the longest prompt + answer it serves
 
 
-def _model(cfg: RunConfig, kind: str, spec: str) -> _Model:
+def _model(cfg: RunConfig, kind: str, spec: str, backend: Backend | None) -> _Model:
     tokenizer = tokenizer_folder(cfg.tokenizer) if cfg.tokenizer else None
     if kind in SERVED:
         return _Model(None, tokenizer, None)
+    given = getattr(backend, "target", None)
+    if given is not None and given.source.folder is None:  # a model in memory (metabench.evaluate): nothing to resolve
+        return _Model(given, tokenizer or backend.tokenizer_path, given.limit)
     target = resolve_target(spec, cfg.backend.rope_parameters)
     return _Model(target, tokenizer or str(target.source.folder), target.limit)
 
@@ -178,7 +181,7 @@ def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
         _loglik_options(cfg, kind)
     if kind == "openai-chat":  # measured through the template the server applies; no answer prefix after it
         cfg = dataclasses.replace(cfg, options=dataclasses.replace(cfg.options, chat_template=True, answer_prefix=False))
-    model = _model(cfg, kind, target)
+    model = _model(cfg, kind, target, backend)
     if kind in SERVED and backend is None:  # cheap: ask the server for its model and window first
         backend = make_backend(cfg.model, cfg.backend, model.tokenizer)
     if kind in SERVED:
@@ -475,7 +478,7 @@ def _default_name(plan: _Plan, backend: Backend) -> str:
 
 def _step(cfg: RunConfig, plan: _Plan) -> int | None:
     """--step, else the step a local checkpoint folder's name carries (checkpoint-500), else None."""
-    if cfg.step is not None or plan.kind in SERVED:
+    if cfg.step is not None or plan.kind in SERVED or plan.model.target.source.folder is None:  # in memory: no name
         return cfg.step
     return step_of(Path(plan.target.partition("@")[0]).name)
 
@@ -511,8 +514,21 @@ def _make_folder(out: Path) -> None:
         raise MetabenchError(f"cannot create --out {out}: {exc.strerror or exc}; give a writable folder") from None
 
 
+def _weights(cfg: RunConfig, plan: _Plan, backend: Backend | None, old: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The weights' fingerprint for the identity: a local folder's files, a model in memory's tensors; None for a
+    hub id (its resolved commit pins them) or a server."""
+    source = plan.model.target.source if plan.model.target else None
+    if source is None or source.repo_id:
+        return None
+    _say(cfg, "fingerprinting the weights (a full read only when they changed since the last start)")
+    if source.folder is None:
+        return backend.weights()
+    return folder_hashes(source.folder, (old or {}).get("weights"))
+
+
 def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
-    """Run (or resume) `cfg`; `backend` reuses an already loaded model for cfg.model."""
+    """Run (or resume) `cfg`; `backend` reuses an already loaded model for cfg.model (or evaluates a model in
+    memory: HFBackend.from_model, whose window and weights come with it)."""
     started = time.time()
     _say(cfg, "checking the model folder, tokenizer and lengths")
     cfg, plan = _plan(cfg, backend)
@@ -520,10 +536,7 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
     _make_folder(cfg.out)
     with hold(cfg.out), _disk(cfg.out):
         old = _read_config(cfg.out)
-        weights = None
-        if plan.kind not in SERVED and not plan.model.target.source.repo_id:  # a hub id's commit pins its weights
-            _say(cfg, "fingerprinting the weights (a full read only when they changed since the last start)")
-            weights = folder_hashes(plan.model.target.source.folder, (old or {}).get("weights"))
+        weights = _weights(cfg, plan, backend, old)
         identity = _identity(cfg, plan, weights)
         rows = _open_folder(cfg.out, identity, old, weights)
         done = {r["id"] for r in rows}

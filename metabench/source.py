@@ -30,7 +30,8 @@ SMALL_FILES = ["*.json", "*.model", "*.txt", "*.tiktoken", "*.py", "*.jinja"]  #
 
 @dataclass(frozen=True)
 class ModelSource:
-    folder: Path  # local folder, or the hub snapshot folder holding (at least) config and tokenizer
+    folder: Path | None  # local folder, or the hub snapshot holding (at least) config and tokenizer; None: a model
+    # in memory (metabench.evaluate), with no files to read or hash
     repo_id: str | None = None
     revision: str | None = None  # the commit hash a hub id resolved to
 

@@ -11,10 +11,16 @@ one forward pass per batch, position ids from the mask, and only the last
 (longest answer + 1) positions' logits are kept (`logits_to_keep`), so a
 128k-vocabulary model at a long length does not materialise logits for
 every prompt position.
+
+`HFBackend.from_model` wraps a model already in memory (metabench.evaluate,
+a training loop): nothing is loaded, moved or cast; its window comes from
+its config (else the caller's context) and its weights are fingerprinted
+from its tensors, since it has no files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from typing import Any
 
@@ -22,7 +28,9 @@ from metabench.backends import (BackendOptions, Completion, Loglik, LoglikReques
                                 rope_overrides, weights_record)
 from metabench.errors import MetabenchError
 from safetensors import SafetensorError
+from metabench.source import ModelSource
 from metabench.tokenizer import load_tokenizer
+from metabench.window import Window, read_window
 
 
 class HFBackend:
@@ -57,12 +65,46 @@ class HFBackend:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise MetabenchError(f"cannot load the model {self.model} (damaged or incomplete weights?): {first}") from exc
         self.lm.to(device).eval()
+        self._bind(device)
+
+    @classmethod
+    def from_model(cls, lm: Any, name: str, tokenizer_path: str, options: BackendOptions,
+                   context: int | None = None) -> HFBackend:
+        """A backend around `lm` as it is (device, dtype and mode untouched: the caller sets eval mode and no_grad).
+
+        Its window is read from `lm.config` as from a config.json (window.py), else it is `context`; a config
+        stating none and no `context` is a one-line error."""
+        window = read_window(lm.config.to_dict())
+        if window is None:
+            if context is None:
+                raise MetabenchError(f"{name}'s config states no window (max_position_embeddings, n_positions, ...): "
+                                     "pass context=N (tokens)")
+            window = Window(context, context, f"context={context}", positions="unknown")
+        self = cls.__new__(cls)
+        self.target = Target(ModelSource(None), window, None)
+        self.model, self.context, self.tokenizer_path, self.options = name, window.context, tokenizer_path, options
+        self.lm = lm
+        self._memory_weights = None
+        self._bind(str(next(lm.parameters()).device))
+        return self
+
+    def _bind(self, device: str) -> None:
+        """The loaded model's device, stop and pad ids, and the tokenizer that decodes its completions."""
         self.device = device
-        gen = self.lm.generation_config
+        gen, config = self.lm.generation_config, self.lm.config
         self.eos = gen.eos_token_id if gen.eos_token_id is not None else config.eos_token_id
         pad = gen.pad_token_id if gen.pad_token_id is not None else getattr(config, "pad_token_id", None)
         self.pad = pad if pad is not None else (self.eos if isinstance(self.eos, int) else 0)
         self.tok = load_tokenizer(self.tokenizer_path)  # decodes completions exactly as lengths were measured
+
+    def weights(self) -> dict[str, str]:
+        """config_sha256 and weights_sha256: of the folder's files, or, for a model in memory, of its config and
+        tensors (taken once per backend; a training loop builds a new backend for every evaluation)."""
+        if self.target.source.folder is not None:
+            return weights_record(self.target.source)
+        if self._memory_weights is None:
+            self._memory_weights = memory_hashes(self.lm)
+        return self._memory_weights
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         import torch
@@ -118,7 +160,8 @@ class HFBackend:
             "backend": "hf",
             "model": self.model,
             **self.target.source.record(),
-            **weights_record(self.target.source),
+            **self.weights(),
+            **({"in_memory": True} if self.target.source.folder is None else {}),
             "dtype": str(next(self.lm.parameters()).dtype).replace("torch.", ""),
             "device": self.device,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
@@ -126,6 +169,20 @@ class HFBackend:
 
     def close(self) -> None:
         del self.lm
+
+
+def memory_hashes(lm: Any) -> dict[str, str]:
+    """sha256 of a model's config (JSON) and of its state dict (names and raw bytes, in order): what a folder's
+    config.json and weight files are to folder_hashes, for a model that has no files. Tensors are copied to the
+    CPU one at a time."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in lm.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
+    config = hashlib.sha256(lm.config.to_json_string(use_diff=False).encode()).hexdigest()
+    return {"config_sha256": config, "weights_sha256": h.hexdigest()}
 
 
 def batches(requests: list[Request], size: int, window: int | None) -> list[list[Request]]:
