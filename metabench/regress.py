@@ -25,6 +25,10 @@ failing a build. `--correction holm` adjusts p-values across cells
 (Holm-Bonferroni) for a family-wise alpha; it is off by default because a real
 drop that one cell shows clearly should fail.
 
+The rule lives in `compare_cells`, which training-checkpoint series
+(metabench/series.py, `check --series`) share: a checkpoint's cells against
+the best earlier checkpoint's, by the same tests and tolerance.
+
 lm-eval's results_*.json (metabench/lm_eval/scores.py) work as results and as
 baselines: one cell per task and "metric,filter" key, tested with a z-test on
 the two values and their `_stderr`. A value of "N/A" or -1 is missing, never
@@ -272,6 +276,7 @@ class CheckReport:
     problems: tuple[str, ...]  # unusable input
     cells: tuple[CellResult, ...]
     notes: tuple[str, ...] = ()  # how cells were tested, when not paired: shown in every format
+    against: str = "the baseline"  # what the cells were held against, in the verdict
 
     @property
     def failures(self) -> tuple[CellResult, ...]:
@@ -286,7 +291,7 @@ class CheckReport:
             return f"UNUSABLE: {len(self.problems)} problem(s) with the input: {self.problems[0]}"
         n = sum(1 for c in self.cells if c.status != "more_truncated")  # findings of their own, not cells
         if not self.failures:
-            return f"PASS: {n} cells hold against the baseline"
+            return f"PASS: {n} cells hold against {self.against}"
         counts: dict[str, int] = {}
         for c in self.failures:
             counts[c.status] = counts.get(c.status, 0) + 1
@@ -320,9 +325,19 @@ def check(results: str | Path, baseline: str | Path, options: CheckOptions = Che
     base = load_baseline(baseline)
     run = read_run(results)
     problems = identity_problems(base["suite"], run.suite) + coverage_problems(base["cells"], run.stats)
+    more, cells, notes = compare_cells(base["cells"], run, options)
+    return CheckReport(str(results), str(baseline), options, run.suite, tuple(problems + more), cells, notes)
+
+
+def compare_cells(base_cells: list[CellStats], run: Run, options: CheckOptions
+                  ) -> tuple[list[str], tuple[CellResult, ...], tuple[str, ...]]:
+    """Every (entry, length) cell of `base_cells` against the run's: (problems, cell results and findings, notes).
+
+    The one rule of a regression, shared by `check` and by checkpoint series (metabench/series.py)."""
+    problems: list[str] = []
     tested: list[tuple[CellStats, CellStats, float, Comparison]] = []
     cells: list[CellResult] = []
-    for b in (c for c in base["cells"] if c.depth is None):
+    for b in (c for c in base_cells if c.depth is None):
         c = run.stats.get(b.key)
         if c is not None and b.percent is not None and c.percent != b.percent:
             if not b.percent:
@@ -352,8 +367,7 @@ def check(results: str | Path, baseline: str | Path, options: CheckOptions = Che
         why = (f"{100 * b.mean:.1f}% -> {100 * c.mean:.1f}% ({0.0 - drop:+.1f} points; n {b.n} -> {c.n}; "
                f"{cmp.detail}; {test})")
         cells.append(CellResult(b, c, "regression" if bad else "ok", drop, p, cmp.test, why))
-    notes = _notes(tested)
-    return CheckReport(str(results), str(baseline), options, run.suite, tuple(problems), tuple(cells + findings), notes)
+    return problems, tuple(cells + findings), _notes(tested)
 
 
 def _notes(tested: list[tuple[CellStats, CellStats, float, Comparison]]) -> tuple[str, ...]:

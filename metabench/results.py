@@ -91,7 +91,7 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from metabench.errors import MetabenchError, warn
 
@@ -307,6 +307,29 @@ def read_summary(folder: str | Path) -> dict[str, Any]:
     if data.get("format") != SUMMARY_FORMAT:
         raise MetabenchError(f"{path} has format {data.get('format')!r}, expected {SUMMARY_FORMAT!r}")
     return data
+
+
+def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
+    """Results folders; a folder without summary.json stands for its sub-folders that have one.
+    A folder named twice (directly or through its parent) is read once."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir() and not (p / "summary.json").exists():
+            children = sorted(c for c in p.iterdir() if (c / "summary.json").is_file())
+            if not children:
+                raise MetabenchError(f"{p} is not a results folder and holds none (no summary.json in it or its sub-folders)")
+            out.extend(children)
+        else:
+            out.append(p)
+    if not out:
+        raise MetabenchError("no results folders given")
+    first: dict[Path, Path] = {}
+    for p in out:
+        first.setdefault(p.resolve(), p)
+    if len(first) < len(out):
+        twice = [str(p) for key, p in first.items() if sum(q.resolve() == key for q in out) > 1]
+        warn(f"results folder(s) given more than once, shown once: {', '.join(twice)}")
+    return list(first.values())
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -138,8 +138,11 @@ def write_results(
     exact: bool = True,
     mutate: Callable[[dict[str, Any]], None] | None = None,
     provenance: dict[str, Any] | None = None,
+    step: int | None = None,
+    scoring: str | None = None,
 ) -> Path:
-    """A results folder (config.json, results.jsonl, summary.json) of a simulated model."""
+    """A results folder (config.json, results.jsonl, summary.json) of a simulated model; `step` and `scoring`
+    are written to summary.json only when given, as a checkpoint's run records them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lengths = lengths or {label: int(float(label[:-1]) * context) for label in ("0.5x", "1x", "2x")}
@@ -163,5 +166,6 @@ def write_results(
         "format": SUMMARY_FORMAT, "model": model_info, "suite": suite_info,
         "provenance": prov if provenance is None else provenance, "cells": summarize_rows(rows),
     }
+    summary.update({k: v for k, v in (("step", step), ("scoring", scoring)) if v is not None})
     write_json(folder / "summary.json", summary)
     return folder

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from metabench.errors import MetabenchError, warn
-from metabench.results import check_counts, load_rows, read_summary
+from metabench.errors import MetabenchError
+from metabench.results import check_counts, expand_folders, load_rows, read_summary
 
 EXCERPT = 240  # characters kept of each prompt end, target and prediction
 
@@ -86,29 +86,6 @@ class Run:
     provenance: dict[str, Any]
     cells: tuple[Cell, ...]
     samples: tuple[SampleView, ...] | None  # None: no sample browser
-
-
-def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
-    """Results folders; a folder without summary.json stands for its sub-folders that have one.
-    A folder named twice (directly or through its parent) is read once."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir() and not (p / "summary.json").exists():
-            children = sorted(c for c in p.iterdir() if (c / "summary.json").is_file())
-            if not children:
-                raise MetabenchError(f"{p} is not a results folder and holds none (no summary.json in it or its sub-folders)")
-            out.extend(children)
-        else:
-            out.append(p)
-    if not out:
-        raise MetabenchError("no results folders given")
-    first: dict[Path, Path] = {}
-    for p in out:
-        first.setdefault(p.resolve(), p)
-    if len(first) < len(out):
-        twice = [str(p) for key, p in first.items() if sum(q.resolve() == key for q in out) > 1]
-        warn(f"results folder(s) given more than once, shown once: {', '.join(twice)}")
-    return list(first.values())
 
 
 def cut(text: str, keep: int = EXCERPT, end: bool = False) -> str:
