@@ -115,9 +115,18 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from metabench.regress import CheckOptions, check, format_report
+    from metabench.series import check_series
 
     _output_file(args.output, "--output", "check.txt")
-    report = check(args.results, args.baseline, CheckOptions(args.tolerance, args.alpha, args.correction))
+    options = CheckOptions(args.tolerance, args.alpha, args.correction)
+    if args.series:
+        if args.results or args.baseline:
+            raise MetabenchError("--series compares checkpoints with each other: pass no RESULTS and no --baseline")
+        report = check_series(args.series, options)
+    elif not (args.results and args.baseline):
+        raise MetabenchError("pass RESULTS --baseline FILE, or --series DIR [DIR ...] for a training run's checkpoints")
+    else:
+        report = check(args.results, args.baseline, options)
     text = format_report(report, args.format)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -421,9 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="baseline file, e.g. leaderboards/baselines/NAME.json")
     b.set_defaults(func=_cmd_baseline)
 
-    c = sub.add_parser("check", help="compare results with a baseline: exit 0 holds, 1 regression, 2 unusable input")
-    c.add_argument("results", metavar="RESULTS", help="results folder")
-    c.add_argument("--baseline", required=True, help="baseline file from `metabench baseline`")
+    c = sub.add_parser("check", help="compare results with a baseline, or a training run's last checkpoint with its "
+                       "best earlier one: exit 0 holds, 1 regression, 2 unusable input")
+    c.add_argument("results", nargs="?", metavar="RESULTS", help="results folder")
+    c.add_argument("--baseline", help="baseline file from `metabench baseline`")
+    c.add_argument("--series", nargs="+", metavar="DIR", help="checkpoints of one training run: results folders with "
+                   "a step, or folders of them (OUT/checkpoint-500/, ...); the last is held against the best earlier "
+                   "one per cell")
     c.add_argument("--tolerance", type=float, default=2.0, help="drops up to this many points never fail (default 2)")
     c.add_argument("--alpha", type=float, default=0.05, help="one-sided significance level (default 0.05)")
     c.add_argument("--correction", choices=("none", "holm"), default="none", help="multiple-testing correction over cells (default none)")

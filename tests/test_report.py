@@ -5,6 +5,7 @@ dialogs, sorting, filters, phone width, screenshots in test-artifacts/)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import time
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -237,18 +239,18 @@ class Page:
         return [e["params"] for e in self.events if e.get("method") == method]
 
 
-@pytest.fixture(scope="module")
-def browser(page, tmp_path_factory):
+@contextlib.contextmanager
+def chromium(profile: Path) -> Iterator[Page]:
+    """A real headless Chromium with one page target over the DevTools Protocol; closed on exit."""
     from websockets.sync.client import connect
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not binary:
         if os.environ.get("CI"):  # CI runs scripts/setup.sh, which installs it: a skip would hide a broken setup
             pytest.fail("chromium is not installed, although scripts/setup.sh should have installed it")
         pytest.skip("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
-    profile = tmp_path_factory.mktemp("chromium-profile")
     proc = subprocess.Popen(
-        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
+        [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
          f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check", "--disable-extensions",
          "--disable-background-networking", "--disable-component-update", "--window-size=1280,900", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -264,13 +266,19 @@ def browser(page, tmp_path_factory):
         targets = json.load(opener.open(f"http://127.0.0.1:{port}/json/list", timeout=10))
         url = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
         with connect(url, max_size=None, proxy=None, open_timeout=20) as ws:
-            yield load(Page(ws), page, tmp_path_factory.mktemp("screenshots"))
+            yield Page(ws)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(page, tmp_path_factory):
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as p:
+        yield load(p, page, tmp_path_factory.mktemp("screenshots"))
 
 
 def load(p: Page, page: Path, shots: Path) -> Page:
@@ -314,6 +322,7 @@ def test_tables_heatmaps_and_charts_are_present(browser):
     marks = browser.js("[...document.querySelectorAll('#run-0 svg text.mk')].map(t => t.textContent)")
     assert set(marks) == {"1x", "2x"}  # alpha ran 0.5x, 1x, 2x of 4096
     assert browser.js("document.querySelector('#run-0 thead th.beyond').textContent").startswith("2x")
+    assert browser.js("document.querySelectorAll('#series, nav a[href=\"#series\"], .step-chart').length") == 0  # no steps
 
 
 @pytest.mark.slow

@@ -12,6 +12,13 @@ average, then by name; every column of the tables can be re-sorted in the
 page. Output is deterministic (no timestamps): the same folders give the
 same bytes, so a committed leaderboard only changes when results do.
 
+Results folders that carry training steps, two or more checkpoints of one
+model, suite, seed and scoring (metabench/series.py), add a Series section:
+per series a table of score against step per task and length, each cell's
+first significant drop from its best earlier checkpoint in words (check's
+rule, at check's default tolerance and alpha), and a chart per task and
+length with the 95% band and the drop marked.
+
 `metabench analyze` results, when given, add an Analyses section (see
 analyses.py): the entropy drop per layer and head as a heatmap on one
 diverging colour scale for the whole page, so models compare by colour.
@@ -32,10 +39,11 @@ import markupsafe
 
 from metabench.errors import MetabenchError
 from metabench.report.analyses import Analysis, load_analyses
-from metabench.report.charts import (LayerChart, LineChart, diverging_colour, layer_chart, line_chart, multiple,
-                                     score_colour, short_tokens)
+from metabench.report.charts import (LayerChart, LineChart, StepChart, diverging_colour, layer_chart, line_chart,
+                                     multiple, score_colour, short_steps, short_tokens, step_chart)
 from metabench.report.leaderboard import CATEGORY_ORDER, Standing, category_of, standing
 from metabench.report.runs import Cell, Run, load_runs
+from metabench.series import CellSeries, Point, Series, load_series
 
 TEMPLATE = "template.html.j2"
 
@@ -128,6 +136,25 @@ class AnalysisView:
     heads: tuple[int, ...]  # the heatmap's columns
     heatmap: tuple[tuple[int, tuple[Heat | None, ...]], ...]  # (layer, entropy drop per head)
     cosine: LayerChart
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """One task and length of a series: its score at each step, and its first significant drop in words."""
+
+    name: str
+    scores: tuple[Score | None, ...]  # one per step of the series
+    drop_step: int | None
+    drop: str  # '' when none
+
+
+@dataclass(frozen=True)
+class SeriesView:
+    id: str
+    series: Series
+    steps: tuple[str, ...]  # column headers
+    rows: tuple[SeriesRow, ...]
+    charts: tuple[tuple[StepChart, SeriesRow], ...]  # a chart per row, whose drop it marks
 
 
 def score(mean: float, cell: Cell | None = None) -> Score:
@@ -253,6 +280,30 @@ def views(runs: Sequence[Run], options: ReportOptions) -> list[RunView]:
     return out
 
 
+def point_score(p: Point) -> Score:
+    return Score(100 * p.mean, score_colour(p.mean), 100 * p.ci_low, 100 * p.ci_high, p.n)
+
+
+def drop_words(cell: CellSeries) -> str:
+    """'against step 1000: 80.0% -> 55.0% (...; one-sided McNemar exact test p=...)'; '' when none."""
+    d = cell.drop
+    return "" if d is None else f"against step {d.best_step}: {d.result.reason}"
+
+
+def series_views(series: Sequence[Series]) -> list[SeriesView]:
+    out = []
+    for i, s in enumerate(series):
+        rows = []
+        for c in s.cells:
+            at = {p.step: p for p in c.points}
+            rows.append(SeriesRow(c.name, tuple(point_score(at[n]) if n in at else None for n in s.steps),
+                                  c.drop.step if c.drop else None, drop_words(c)))
+        charts = tuple((step_chart(c.name, [(p.step, p.mean, p.ci_low, p.ci_high) for p in c.points],
+                                   c.drop.step if c.drop else None), r) for c, r in zip(s.cells, rows))
+        out.append(SeriesView(f"series-{i}", s, tuple(short_steps(n) for n in s.steps), tuple(rows), charts))
+    return out
+
+
 def drop_scale(analyses: Sequence[Analysis]) -> float:
     """Nats at which the entropy-drop colour is full: the largest |drop| on the page."""
     return max((abs(h.entropy_drop) for a in analyses for h in a.heads), default=0.0)
@@ -290,7 +341,8 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(runs: Sequence[Run], options: ReportOptions, analyses: Sequence[Analysis] = ()) -> str:
+def render(runs: Sequence[Run], options: ReportOptions, analyses: Sequence[Analysis] = (),
+           series: Sequence[Series] = ()) -> str:
     from metabench import __version__
 
     vs = views(runs, options)
@@ -299,7 +351,7 @@ def render(runs: Sequence[Run], options: ReportOptions, analyses: Sequence[Analy
     return environment().get_template(TEMPLATE).render(
         title=options.title, options=options, views=vs, labels=label_order(vs), entries=all_entries,
         categories=all_categories,
-        analyses=analysis_views(analyses), drop_scale=drop_scale(analyses),
+        analyses=analysis_views(analyses), drop_scale=drop_scale(analyses), series=series_views(series),
         version=__version__, short_tokens=short_tokens, multiple=multiple, score=score,
     )
 
@@ -314,7 +366,7 @@ def build_report(
     from metabench.schema import atomic_writer
 
     runs = load_runs(results, options.per_cell if options.samples else None)
-    html = render(runs, options, load_analyses(analyses))
+    html = render(runs, options, load_analyses(analyses), load_series([r.folder for r in runs]))
     with atomic_writer(out) as f:
         f.write(html)
     return Path(out)

@@ -16,6 +16,11 @@ always printed, so colour is never the only carrier of the score. Signed
 values (the analyses' entropy drops) get a diverging ramp instead: white at
 0, blue above, red below, as light at full strength as the score ramp.
 
+Score vs training step (checkpoint series) is drawn on a linear step axis,
+y 0-100%, with the 95% interval as a band; the first checkpoint whose drop is
+significant (metabench/series.py) gets a dashed vertical line and a larger
+dot, and the page says the same in text beside the chart.
+
 Per-layer values (the analyses' residual cosines) are drawn against layer on
 a linear axis, several series to a chart, y from 0 (or -1, when a value is
 negative) to 1.
@@ -182,5 +187,63 @@ def layer_chart(title: str, layers: Sequence[int], series: Sequence[tuple[str, s
         ),
         x_ticks=tuple(Tick(x(n), str(n)) for n in layers),
         y_ticks=tuple(Tick(y(v), f"{v:g}") for v in (lo, (lo + 1) / 2, 1.0)),
+        plot=(x0, y0, x1, y1),
+    )
+
+
+def short_steps(n: int) -> str:
+    """1500 -> '1.5k', 20000 -> '20k', 999 -> '999'."""
+    return f"{n / 1000:g}k" if n >= 1000 else str(n)
+
+
+@dataclass(frozen=True)
+class StepChart:
+    title: str
+    width: int
+    height: int
+    line: str  # polyline points
+    band: str  # polygon points of the 95% interval
+    dots: tuple[Dot, ...]
+    x_ticks: tuple[Tick, ...]
+    y_ticks: tuple[Tick, ...]
+    drop: Dot | None  # the first significant drop, marked
+    plot: tuple[float, float, float, float]
+
+
+def step_chart(title: str, points: Sequence[tuple[int, float, float, float]], drop_step: int | None = None,
+               max_ticks: int = 6) -> StepChart:
+    """Score vs training step. `points`: (step, mean, ci_low, ci_high) as fractions; `drop_step` one of the steps."""
+    if not points:
+        raise ValueError(f"step_chart {title!r}: no points")
+    points = sorted(points)
+    steps = [p[0] for p in points]
+    lo, hi = min(steps), max(steps)
+    if lo == hi:
+        lo, hi = lo - 1, hi + 1
+    x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
+
+    def x(n: float) -> float:
+        return round(x0 + (n - lo) / (hi - lo) * (x1 - x0), 1)
+
+    def y(s: float) -> float:
+        return round(y1 - min(1.0, max(0.0, s)) * (y1 - y0), 1)
+
+    dots = tuple(Dot(x(n), y(m), f"step {n}: {100 * m:.1f}% [{100 * lw:.1f}, {100 * h:.1f}]") for n, m, lw, h in points)
+    # every step when few, else evenly spaced ones (always the first and the last): labels must not overlap
+    shown = steps if len(steps) <= max_ticks else [steps[round(i * (len(steps) - 1) / (max_ticks - 1))]
+                                                    for i in range(max_ticks)]
+    drop = next((d for n, d in zip(steps, dots) if n == drop_step), None)
+    if drop_step is not None and drop is None:
+        raise ValueError(f"step_chart {title!r}: the drop's step {drop_step} is not among the points")
+    return StepChart(
+        title=title,
+        width=WIDTH,
+        height=HEIGHT,
+        line=" ".join(f"{d.x},{d.y}" for d in dots),
+        band=" ".join([f"{x(n)},{y(h)}" for n, _, _, h in points] + [f"{x(n)},{y(lw)}" for n, _, lw, _ in reversed(points)]),
+        dots=dots,
+        x_ticks=tuple(Tick(x(n), short_steps(n)) for n in dict.fromkeys(shown)),
+        y_ticks=tuple(Tick(y(s / 100), f"{s}") for s in (0, 50, 100)),
+        drop=drop,
         plot=(x0, y0, x1, y1),
     )
