@@ -26,9 +26,12 @@ import contextlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from metabench.errors import MetabenchError
+
+if TYPE_CHECKING:
+    from metabench.suite import Suite
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def evaluate(
     model: Any,
     tokenizer: Any,
     *,
-    suite: str | Path = "smoke",
+    suite: str | Path | Suite = "smoke",
     tasks: Sequence[str] | None = None,
     lengths: Sequence[str] | str | None = None,
     samples: int | None = None,
@@ -73,7 +76,7 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate a transformers causal LM in memory on a suite; see the module docstring.
 
-    suite: a bundled suite's name or a YAML path; tasks, lengths ("0.5x,1x" or a list) and samples override it
+    suite: a bundled suite's name, a YAML path or a Suite; tasks, lengths ("0.5x,1x" or a list) and samples override it
     as `metabench run`'s flags do. out: a results folder to write (or resume); None runs in a temporary one.
     step: the training step recorded in the summary. name: the model's name in reports (default: the folder it
     was loaded from, else its class).
@@ -81,14 +84,10 @@ def evaluate(
     from metabench.backends import BackendOptions
     from metabench.generate import Options
     from metabench.runner import RunConfig, run
-    from metabench.suite import customize, load_suite
 
     if not hasattr(model, "config") or not hasattr(model, "generate"):
         raise MetabenchError(f"model: pass a transformers causal LM (PreTrainedModel), got {type(model).__name__}")
-    if isinstance(lengths, str):
-        lengths = lengths.split(",")
-    labels = tuple(x.strip() for x in lengths if x.strip()) if lengths else None
-    picked = customize(load_suite(suite), tasks=list(tasks) if tasks else None, lengths=labels, samples=samples)
+    picked = pick_suite(suite, tasks, lengths, samples)
     name = name or Path(getattr(model, "name_or_path", "") or type(model).__name__).name or type(model).__name__
     options = BackendOptions(batch_size=batch_size)
     with tempfile.TemporaryDirectory(prefix="metabench-") as tmp:
@@ -102,6 +101,19 @@ def evaluate(
         with _inference(model):
             summary = run(cfg, HFBackend.from_model(model, name, tok, options, context))
     return Evaluation(summary, Path(out) if out is not None else None)
+
+
+def pick_suite(suite: str | Path | Suite, tasks: Sequence[str] | None = None, lengths: Sequence[str] | str | None = None,
+               samples: int | None = None) -> Suite:
+    """A suite (a bundled name, a YAML path or a Suite) with evaluate's overrides, as `metabench run`'s flags apply
+    them; bad input is a one-line error (a training loop can check it before its first step)."""
+    from metabench.suite import Suite, customize, load_suite
+
+    if isinstance(lengths, str):
+        lengths = lengths.split(",")
+    labels = tuple(x.strip() for x in lengths if x.strip()) if lengths else None
+    base = suite if isinstance(suite, Suite) else load_suite(suite)
+    return customize(base, tasks=list(tasks) if tasks else None, lengths=labels, samples=samples)
 
 
 def _tokenizer_folder(tokenizer: Any, into: Path) -> str:
