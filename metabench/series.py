@@ -58,6 +58,13 @@ class Checkpoint:
     key: SeriesKey
     summary: dict[str, Any]
 
+    @property
+    def at(self) -> int:
+        """The step of a checkpoint in a series (`group` keeps only those that have one)."""
+        if self.step is None:
+            raise MetabenchError(f"{self.folder} carries no training step: rerun it with `metabench run --step N`")
+        return self.step
+
 
 @dataclass(frozen=True)
 class Point:
@@ -104,7 +111,7 @@ class Series:
 
     @property
     def steps(self) -> tuple[int, ...]:
-        return tuple(c.step for c in self.checkpoints if c.step is not None)
+        return tuple(c.at for c in self.checkpoints)
 
 
 def series_name(model: dict[str, Any]) -> str:
@@ -151,7 +158,7 @@ def group(checkpoints: Sequence[Checkpoint]) -> list[list[Checkpoint]]:
             raise MetabenchError(f"{bare[0].folder} carries no training step but belongs to the series of "
                                  f"{stepped[0].folder} ({_describe(key)}): rerun it with `metabench run --step N`, "
                                  "or give it another --name")
-        stepped.sort(key=lambda c: c.step)
+        stepped.sort(key=lambda c: c.at)
         for a, b in zip(stepped, stepped[1:]):
             if a.step == b.step:
                 raise MetabenchError(f"{a.folder} and {b.folder} are both step {a.step} of {_describe(key)}: "
@@ -174,7 +181,7 @@ def best_earlier(earlier: Sequence[tuple[Checkpoint, Run]]) -> dict[CellKey, tup
     for cp, run in earlier:  # by step, so >= lets a tie go to the later step
         for (entry, label, depth), s in run.stats.items():
             if depth is None and ((entry, label) not in best or s.mean >= best[entry, label][1].mean):
-                best[entry, label] = (cp.step, s)  # type: ignore[assignment]
+                best[entry, label] = (cp.at, s)
     return best
 
 
@@ -202,14 +209,14 @@ def build(members: Sequence[Checkpoint], options: CheckOptions = CheckOptions())
             raise MetabenchError(f"{members[k].folder}: {problems[0]}")
         for best_step, r in results:
             if r.status == "regression" and (r.base.entry, r.base.label) not in drops:
-                drops[r.base.entry, r.base.label] = Drop(members[k].step, best_step, r)  # type: ignore[arg-type]
+                drops[r.base.entry, r.base.label] = Drop(members[k].at, best_step, r)
     points: dict[CellKey, list[Point]] = {}
     shape: dict[CellKey, tuple[int, str]] = {}
     for cp in members:
         for cell in cp.summary.get("cells", []):
             if cell.get("depth") is None:
                 key = (str(cell.get("entry")), str(cell.get("length_label")))
-                points.setdefault(key, []).append(_point(cell, cp.step, cp.folder))  # type: ignore[arg-type]
+                points.setdefault(key, []).append(_point(cell, cp.at, cp.folder))
                 shape.setdefault(key, (int(cell.get("length") or 0), str(cell.get("primary"))))
     cells = tuple(CellSeries(e, label, shape[e, label][0], shape[e, label][1], tuple(pts), drops.get((e, label)))
                   for (e, label), pts in points.items())
