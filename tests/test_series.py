@@ -239,6 +239,27 @@ def test_real_runs_make_a_series_and_check_finds_the_real_drop(real):
     assert code == 1 and f"paired on 8 samples: {lost} worse, 0 better" in out
 
 
+@pytest.mark.slow
+def test_in_memory_evaluations_of_a_training_run_form_a_series(tmp_path):
+    """metabench.evaluate at two steps into OUT/step-N/ (the layout a training callback writes): one series named
+    after the model, checked through the real CLI; the same weights at both steps lose nothing."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from metabench import evaluate
+    from metabench.model import register
+
+    register()
+    tiny = ROOT / "reference_model" / "tiny"
+    model, tok = AutoModelForCausalLM.from_pretrained(str(tiny)), AutoTokenizer.from_pretrained(str(tiny))
+    for step in (2, 4):
+        evaluate(model, tok, suite="smoke", tasks=["copy:default"], lengths="0.5x", samples=4, marker="<|meta|>",
+                 out=tmp_path / "evals" / f"step-{step}", step=step)
+    [s] = load_series([tmp_path / "evals"])
+    assert s.key == ("tiny", "smoke", 0, "generate") and s.steps == (2, 4) and s.cells[0].drop is None
+    code, out = run_cli("check", "--series", str(tmp_path / "evals"))
+    assert code == 0 and "PASS: 1 cells hold" in out and "NOTE" not in out  # paired: no unpaired note
+
+
 # --- the report's Series section, in Chromium --------------------------------------------------
 
 @pytest.fixture(scope="module")
