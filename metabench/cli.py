@@ -164,11 +164,11 @@ def _parse_rope(text: str | None) -> dict | None:
     return rope
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace, model: str, out: Path, step: int | None):
+    """The RunConfig of `run`'s flags (shared with `watch`) for one model, results folder and step."""
     from metabench.backends import BackendOptions
     from metabench.generate import Options
-    from metabench.results import truncation_warnings
-    from metabench.runner import RunConfig, format_table, run
+    from metabench.runner import RunConfig
 
     suite = _build_suite(args)
     for flag in ("batch_size", "max_model_len", "tensor_parallel_size", "data_parallel_size", "retries",
@@ -185,17 +185,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     opts = Options(marker=args.marker, chat_template=args.chat_template, haystack_files=tuple(args.haystack or ()),
                    answer_prefix=not args.no_answer_prefix, system=args.system)
-    cfg = RunConfig(
-        model=args.model, suite=suite, out=Path(args.out), tokenizer=args.tokenizer, context=_tokens(args.context),
+    return RunConfig(
+        model=model, suite=suite, out=out, tokenizer=args.tokenizer, context=_tokens(args.context),
         name=args.name, options=opts, backend=backend, allow_beyond_context=args.allow_beyond_context,
-        progress=not args.quiet, command=" ".join(["metabench", *sys.argv[1:]]), scoring=args.scoring, step=args.step,
+        progress=not args.quiet, command=" ".join(["metabench", *sys.argv[1:]]), scoring=args.scoring, step=step,
     )
-    summary = run(cfg)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from metabench.results import truncation_warnings
+    from metabench.runner import format_table, run
+
+    summary = run(_run_config(args, args.model, Path(args.out), args.step))
     print(format_table(summary))
     for line in truncation_warnings(summary["cells"]):
         warn(line)
     print(f"results in {args.out}")
     return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from metabench.watch import WatchConfig, watch
+
+    if args.interval <= 0 or args.settle < 0:
+        raise MetabenchError("--interval must be positive and --settle at least 0 (seconds)")
+    template = _run_config(args, "hf:", Path(args.out), None)  # each checkpoint sets its model, folder and step
+    failed = watch(WatchConfig(Path(args.dir), Path(args.out), template, args.follow, args.interval, args.settle))
+    return 1 if failed else 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -281,6 +297,42 @@ def _suite_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of `run` that say how to evaluate a model (all but --model, --out and --step), shared with `watch`."""
+    _suite_flags(p)
+    p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder; required for openai)")
+    p.add_argument("--context", help="1x in tokens (4096, 128k, 1M); default: the model's configured window "
+                   "(max_position_embeddings after its config's rope scaling) or the server's")
+    p.add_argument("--system", metavar="TEXT", help="a system message before each prompt (openai-chat, or with --chat-template); "
+                   "counted in the length")
+    p.add_argument("--name", help="model name on leaderboards (default: the folder or served model name)")
+    p.add_argument("--scoring", default="generate", choices=("generate", "loglik"),
+                   help="generate: the model writes each answer (default) | loglik: one forward pass over prompt + "
+                   "gold answer, scored by greedy_match and the answer's per-token probability (hf, vllm)")
+    p.add_argument("--no-answer-prefix", action="store_true", help="end prompts at the question, without the task's answer prefix")
+    p.add_argument("--allow-beyond-context", action="store_true", help="evaluate lengths above the model's window")
+    p.add_argument("--rope", help="rope override composed with the config's own scaling, e.g. yarn:factor=2 (or "
+                   "llama3:factor=16 on a llama3 config), or a JSON dict in transformers' rope_parameters format")
+    p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    p.add_argument("--device", default="auto", help="hf: auto | cpu | cuda | cuda:N")
+    p.add_argument("--batch-size", type=int, default=8, help="requests per batch (hf) / concurrent requests (openai)")
+    p.add_argument("--max-model-len", type=int, help="vllm: engine window (default: the longest sample)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--data-parallel-size", type=int, default=1)
+    p.add_argument("--gpu-memory-utilization", type=float, help="vllm: share of accelerator (or CPU) memory to use")
+    p.add_argument("--thinking", default="auto", metavar="auto|none|START,END",
+                   help="how a reasoning model's thinking is told from its answer: a server's reasoning field or "
+                        "<think>...</think> (auto, the default), other tags (START,END), or none; scoring sees the answer")
+    p.add_argument("--max-tokens", type=int, metavar="N",
+                   help="tokens a thinking model may spend, on top of each sample's answer budget (default 0)")
+    p.add_argument("--served-model", help="openai: model name (default: the server's first)")
+    p.add_argument("--retries", type=int, default=5, help="openai: attempts per request, with exponential backoff")
+    p.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="openai: seconds to wait for one answer before retrying it (default 120)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="openai: environment variable holding the API key (default OPENAI_API_KEY; the key is never stored)")
+
+
 def _cmd_lm_eval(args: argparse.Namespace) -> int:
     from metabench.lm_eval.wrapper import main as lm_eval_main
 
@@ -323,41 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", required=True, help="hf:PATH | vllm:PATH (a folder or a hub id ORG/NAME[@REVISION]) | "
                    "openai:URL | openai-chat:URL (a /v1 base URL)")
     r.add_argument("--out", required=True, help="results folder; rerun the same command to resume")
-    _suite_flags(r)
-    r.add_argument("--tokenizer", help="tokenizer folder (default: the model folder; required for openai)")
-    r.add_argument("--context", help="1x in tokens (4096, 128k, 1M); default: the model's configured window "
-                   "(max_position_embeddings after its config's rope scaling) or the server's")
-    r.add_argument("--system", metavar="TEXT", help="a system message before each prompt (openai-chat, or with --chat-template); "
-                   "counted in the length")
-    r.add_argument("--name", help="model name on leaderboards (default: the folder or served model name)")
-    r.add_argument("--scoring", default="generate", choices=("generate", "loglik"),
-                   help="generate: the model writes each answer (default) | loglik: one forward pass over prompt + "
-                   "gold answer, scored by greedy_match and the answer's per-token probability (hf, vllm)")
+    _run_flags(r)
     r.add_argument("--step", type=int, help="training step of this checkpoint, for series in reports and check "
                    "--series (default: read from the model folder's name: checkpoint-N, step-N, global_stepN)")
-    r.add_argument("--no-answer-prefix", action="store_true", help="end prompts at the question, without the task's answer prefix")
-    r.add_argument("--allow-beyond-context", action="store_true", help="evaluate lengths above the model's window")
-    r.add_argument("--rope", help="rope override composed with the config's own scaling, e.g. yarn:factor=2 (or "
-                   "llama3:factor=16 on a llama3 config), or a JSON dict in transformers' rope_parameters format")
-    r.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
-    r.add_argument("--device", default="auto", help="hf: auto | cpu | cuda | cuda:N")
-    r.add_argument("--batch-size", type=int, default=8, help="requests per batch (hf) / concurrent requests (openai)")
-    r.add_argument("--max-model-len", type=int, help="vllm: engine window (default: the longest sample)")
-    r.add_argument("--tensor-parallel-size", type=int, default=1)
-    r.add_argument("--data-parallel-size", type=int, default=1)
-    r.add_argument("--gpu-memory-utilization", type=float, help="vllm: share of accelerator (or CPU) memory to use")
-    r.add_argument("--thinking", default="auto", metavar="auto|none|START,END",
-                   help="how a reasoning model's thinking is told from its answer: a server's reasoning field or "
-                        "<think>...</think> (auto, the default), other tags (START,END), or none; scoring sees the answer")
-    r.add_argument("--max-tokens", type=int, metavar="N",
-                   help="tokens a thinking model may spend, on top of each sample's answer budget (default 0)")
-    r.add_argument("--served-model", help="openai: model name (default: the server's first)")
-    r.add_argument("--retries", type=int, default=5, help="openai: attempts per request, with exponential backoff")
-    r.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
-                   help="openai: seconds to wait for one answer before retrying it (default 120)")
-    r.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                   help="openai: environment variable holding the API key (default OPENAI_API_KEY; the key is never stored)")
     r.set_defaults(func=_cmd_run)
+
+    w = sub.add_parser("watch", help="evaluate a training run's checkpoint folders (checkpoint-N, step-N, global_stepN) "
+                       "in step order, each once; --follow waits for new ones")
+    w.add_argument("dir", metavar="DIR", help="the folder holding the checkpoint folders (e.g. a Trainer's output_dir)")
+    w.add_argument("--out", required=True, help="folder of results folders: OUT/<checkpoint folder name>/ per checkpoint")
+    w.add_argument("--follow", action="store_true", help="keep polling DIR for new checkpoints (stop with Ctrl-C)")
+    w.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="seconds between polls (default 60)")
+    w.add_argument("--settle", type=float, default=10.0, metavar="SECONDS",
+                   help="a checkpoint with a file changed in the last SECONDS is still being written (default 10)")
+    _run_flags(w)
+    w.set_defaults(func=_cmd_watch)
 
     rp = sub.add_parser("reproduce", help="tokenizer -> training -> YaRN -> evaluation -> analyses -> leaderboard")
     rp.add_argument("--preset", default="tiny", help="micro | tiny | small | paper (default: tiny)")
