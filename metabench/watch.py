@@ -14,8 +14,9 @@ DIR every `interval` seconds for new checkpoints until stopped.
 A checkpoint is evaluated only when complete: config.json and weights
 present, every shard an index names present, every safetensors file as long
 as its header says, and no file in it changed during the last `settle`
-seconds (a trainer may still be writing). An incomplete one is waited for
-under --follow and reported without it. A checkpoint that cannot be
+seconds (a trainer may still be writing). Under --follow an incomplete one
+is waited for; without it, one still changing is waited for until it
+settles, and one missing files is reported. A checkpoint that cannot be
 evaluated (damaged, unreadable, refused) is reported in one line and the
 others go on; under --follow it is tried again once its files change.
 """
@@ -75,10 +76,21 @@ def incomplete(folder: Path, settle: float, now: float) -> str | None:
     for p in weights:
         if p.suffix == ".safetensors" and not _whole_safetensors(p):
             return f"{p.name} is shorter than its header says"
-    newest = max(p.stat().st_mtime for p in folder.iterdir())
-    if now - newest < settle:
-        return f"a file changed {now - newest:.0f} s ago"
+    age = now - _newest(folder)
+    if age < settle:
+        return f"a file changed {age:.0f} s ago"
     return None
+
+
+def _newest(folder: Path) -> float:
+    """The mtime of the folder's most recently changed file."""
+    return max((p.stat().st_mtime for p in folder.iterdir()), default=folder.stat().st_mtime)
+
+
+def _settle(folder: Path, settle: float) -> None:
+    """Wait until no file in `folder` has changed for `settle` seconds (a one-off pass waits for a trainer's write)."""
+    while (left := settle - (time.time() - _newest(folder))) > 0:
+        time.sleep(left)
 
 
 def _whole_safetensors(path: Path) -> bool:
@@ -111,6 +123,8 @@ def watch(cfg: WatchConfig, say: Callable[[str], None] | None = None) -> int:
             name = folder.name
             if name in done or (name in failed and failed[name] == _stat(folder)):
                 continue
+            if not cfg.follow:
+                _settle(folder, cfg.settle)
             why = incomplete(folder, cfg.settle, time.time())
             if why is not None:
                 if not cfg.follow:

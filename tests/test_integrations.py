@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "reference_model" / "tiny"
 KEY = "metabench/kv_recall/single@1x"
+
+
+def _rows(folder: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (folder / "results.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.pop("latency_s")
+    return sorted(rows, key=lambda r: r["id"])
 
 
 def _blocks(tok, n: int, width: int = 64) -> list[dict]:
@@ -26,7 +35,8 @@ def _blocks(tok, n: int, width: int = 64) -> list[dict]:
 def test_trainer_run_evaluates_every_n_steps(tmp_path):
     """5 steps, every 2: folders step-2 and step-4 with their step recorded, each primary metric in the Trainer's
     log history and in what every reporting callback's on_log receives; training goes on in train mode after each
-    evaluation, its own loss and gradient norm logged at every step."""
+    evaluation, its own loss and gradient norm logged at every step; `metabench watch` on the checkpoints the
+    Trainer saved at those steps writes the same rows."""
     from transformers import (AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments,
                               default_data_collator)
 
@@ -45,7 +55,7 @@ def test_trainer_run_evaluates_every_n_steps(tmp_path):
             seen["training"].append(model.training)
 
     args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=5, per_device_train_batch_size=2,
-                             learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True)
+                             learning_rate=1e-3, logging_steps=1, save_steps=2, report_to=[], use_cpu=True)
     trainer = Trainer(model=model, args=args, train_dataset=_blocks(tok, 10), processing_class=tok,
                       data_collator=default_data_collator, callbacks=[
         MetabenchCallback(suite="smoke", every=2, out_dir=tmp_path / "evals", tasks=["kv_recall:single"],
@@ -65,6 +75,14 @@ def test_trainer_run_evaluates_every_n_steps(tmp_path):
     assert seen["training"] == [True] * 5
     norms = [h["grad_norm"] for h in trainer.state.log_history if "loss" in h]  # every step's own log is kept
     assert len(norms) == 5 and all(0 < n < float("inf") for n in norms)
+
+    # The checkpoints the Trainer saved at the same steps, evaluated from disk by `metabench watch`: the same rows.
+    r = subprocess.run([sys.executable, "-m", "metabench", "watch", str(tmp_path / "trainer"), "--out",
+                        str(tmp_path / "watched"), "--quiet", "--settle", "1", "--suite", "smoke", "--tasks",
+                        "kv_recall:single", "--lengths", "1x", "--samples", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for step in (2, 4):
+        assert _rows(tmp_path / "watched" / f"checkpoint-{step}") == _rows(evals / f"step-{step}")
 
 
 def test_bad_options_fail_before_training():
