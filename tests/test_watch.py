@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,12 @@ FLAGS = ("--suite", "smoke", "--tasks", "kv_recall:single", "--lengths", "1x", "
 
 def _watch(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "metabench", "watch", *args], capture_output=True, text=True)
+
+
+def _rows(folder: Path) -> list[dict]:
+    """A results folder's rows by id, latency aside."""
+    rows = [json.loads(x) for x in (folder / "results.jsonl").read_text().splitlines()]
+    return sorted(({k: v for k, v in r.items() if k != "latency_s"} for r in rows), key=lambda r: r["id"])
 
 
 def _checkpoint(root: Path, name: str) -> Path:
@@ -51,6 +58,33 @@ def test_checkpoints_in_step_order_once_each_and_a_bad_one_reported(tmp_path):
     assert "checkpoint-2: already evaluated" in again.stdout and "checkpoint-10: already evaluated" in again.stdout
     assert "metabench: loading" not in again.stderr and "checkpoint-5: not evaluated" in again.stdout
     assert {s: (out / f"checkpoint-{s}" / "results.jsonl").read_text() for s in (2, 10)} == rows
+
+
+@pytest.mark.slow
+def test_a_killed_watch_rerun_continues(tmp_path):
+    """SIGKILL while checkpoint-2 is half evaluated; the rerun finishes it and checkpoint-3 (copies of one model), and
+    checkpoint-2's rows are those of the uninterrupted checkpoint-3, each sample once."""
+    runs, out = tmp_path / "runs", tmp_path / "evals"
+    for name in ("checkpoint-2", "checkpoint-3"):
+        _checkpoint(runs, name)
+    args = [sys.executable, "-m", "metabench", "watch", str(runs), "--out", str(out), "--quiet", "--settle", "0",
+            "--batch-size", "1", "--suite", "smoke", "--tasks", "kv_recall:single,parity", "--lengths", "1x"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = out / "checkpoint-2" / "results.jsonl"
+    end = time.time() + 120
+    while not (rows.is_file() and len(rows.read_text().splitlines()) >= 2):
+        assert proc.poll() is None and time.time() < end
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "checkpoint-2" / "summary.json").exists() and not (out / "checkpoint-3").exists()
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "checkpoint-2: evaluating" in r.stdout and "checkpoint-3: evaluated" in r.stdout
+    resumed = [json.loads(x) for x in rows.read_text().splitlines()]
+    assert len({x["id"] for x in resumed}) == len(resumed) == 8
+    assert json.loads((out / "checkpoint-2" / "summary.json").read_text())["provenance"]["resumed_from"] >= 2
+    assert _rows(out / "checkpoint-2") == _rows(out / "checkpoint-3")
 
 
 @pytest.mark.slow
