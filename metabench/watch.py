@@ -59,6 +59,13 @@ def checkpoints(root: Path) -> list[tuple[int, Path]]:
 
 def incomplete(folder: Path, settle: float, now: float) -> str | None:
     """Why `folder` is not a complete checkpoint yet, or None when it is."""
+    try:
+        return _missing(folder, settle, now)
+    except OSError as exc:  # a file renamed or removed while we look (a trainer rotating its checkpoints)
+        return f"its files are changing ({exc.strerror or exc})"
+
+
+def _missing(folder: Path, settle: float, now: float) -> str | None:
     if not (folder / "config.json").is_file():
         return "no config.json yet"
     for name in INDEXES:
@@ -89,8 +96,11 @@ def _newest(folder: Path) -> float:
 
 def _settle(folder: Path, settle: float) -> None:
     """Wait until no file in `folder` has changed for `settle` seconds (a one-off pass waits for a trainer's write)."""
-    while (left := settle - (time.time() - _newest(folder))) > 0:
-        time.sleep(left)
+    try:
+        while (left := settle - (time.time() - _newest(folder))) > 0:
+            time.sleep(left)
+    except OSError:  # gone or changing: `incomplete` says so next
+        return
 
 
 def _whole_safetensors(path: Path) -> bool:
