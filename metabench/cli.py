@@ -316,15 +316,19 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
     p.add_argument("--device", default="auto", help="hf: auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=int, default=8, help="requests per batch (hf) / concurrent requests (openai)")
-    p.add_argument("--max-model-len", type=int, help="vllm: engine window (default: the longest sample)")
-    p.add_argument("--tensor-parallel-size", type=int, default=1)
-    p.add_argument("--data-parallel-size", type=int, default=1)
-    p.add_argument("--gpu-memory-utilization", type=float, help="vllm: share of accelerator (or CPU) memory to use")
     p.add_argument("--thinking", default="auto", metavar="auto|none|START,END",
                    help="how a reasoning model's thinking is told from its answer: a server's reasoning field or "
                         "<think>...</think> (auto, the default), other tags (START,END), or none; scoring sees the answer")
     p.add_argument("--max-tokens", type=int, metavar="N",
                    help="tokens a thinking model may spend, on top of each sample's answer budget (default 0)")
+
+
+def _engine_flags(p: argparse.ArgumentParser) -> None:
+    """`run`'s flags for vLLM and OpenAI-compatible servers (watch evaluates with transformers only)."""
+    p.add_argument("--max-model-len", type=int, help="vllm: engine window (default: the longest sample)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--data-parallel-size", type=int, default=1)
+    p.add_argument("--gpu-memory-utilization", type=float, help="vllm: share of accelerator (or CPU) memory to use")
     p.add_argument("--served-model", help="openai: model name (default: the server's first)")
     p.add_argument("--retries", type=int, default=5, help="openai: attempts per request, with exponential backoff")
     p.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
@@ -376,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "openai:URL | openai-chat:URL (a /v1 base URL)")
     r.add_argument("--out", required=True, help="results folder; rerun the same command to resume")
     _run_flags(r)
+    _engine_flags(r)
     r.add_argument("--step", type=int, help="training step of this checkpoint, for series in reports and check "
                    "--series (default: read from the model folder's name: checkpoint-N, step-N, global_stepN)")
     r.set_defaults(func=_cmd_run)
@@ -389,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--settle", type=float, default=10.0, metavar="SECONDS",
                    help="a checkpoint with a file changed in the last SECONDS is still being written (default 10)")
     _run_flags(w)
-    w.set_defaults(func=_cmd_watch)
+    engine = argparse.ArgumentParser(add_help=False)
+    _engine_flags(engine)
+    w.set_defaults(func=_cmd_watch, **vars(engine.parse_args([])))  # hf only: the engine flags keep their defaults
 
     rp = sub.add_parser("reproduce", help="tokenizer -> training -> YaRN -> evaluation -> analyses -> leaderboard")
     rp.add_argument("--preset", default="tiny", help="micro | tiny | small | paper (default: tiny)")
