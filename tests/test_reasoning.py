@@ -14,6 +14,12 @@ QWEN3_INLINE = "<think>\nThe list named cedar has items ... the third is 4417.\n
 R1_END_ONLY = "Okay, the user wants the value for key 'amber'. Scanning...\n</think>\n\n4417"  # template opened <think>
 VLLM_FIELD = ("\n\n4417", "The key amber appears once; its value is 4417.")  # (content, reasoning_content)
 R1_PROMPT_TAIL = "<｜User｜>What is the value?<｜Assistant｜><think>\n"
+# Qwen3 with enable_thinking=False: the template writes an empty think block into the prompt, the model answers only.
+QWEN3_NO_THINK_TAIL = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+# Qwen3 answering "/no_think" itself: an empty think block, then the answer.
+QWEN3_EMPTY_THINK = "<think>\n\n</think>\n\n4417"
+# vLLM's deepseek_r1 parser on an output cut off while thinking: no content (the backend makes it ""), all reasoning.
+VLLM_FIELD_CUT = ("", "Okay, so I need to find the value for the key amber. Let me scan the JSON object from")
 
 
 def test_inline_tags():
@@ -28,6 +34,19 @@ def test_end_tag_only():
 def test_separate_field():
     content, field = VLLM_FIELD
     assert split(content, field, AUTO) == Split(content, field)
+
+
+def test_separate_field_cut_off_while_thinking():
+    content, field = VLLM_FIELD_CUT
+    assert split(content, field, AUTO) == Split("", field)
+
+
+def test_empty_think_block():
+    assert split(QWEN3_EMPTY_THINK, None, AUTO) == Split("\n\n4417", "\n\n")
+
+
+def test_thinking_closed_in_the_prompt_leaves_a_plain_answer():
+    assert split("4417", None, AUTO, prompt=QWEN3_NO_THINK_TAIL) == Split("4417", None)
 
 
 def test_cut_off_while_thinking_leaves_no_answer():
