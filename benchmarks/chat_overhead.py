@@ -1,8 +1,9 @@
 """The chat backend's overhead: `openai-chat:` vs `openai:` (completions) on the same local vLLM server.
 
-One vLLM OpenAI server (started as `python -m vllm.entrypoints.openai.api_server`,
-prefix caching off so repeats pay their prefill) serves one model with a
-chat template. The same suite runs through both backends, alternating,
+One vLLM OpenAI server (started by tests/vllm_server.py as `python -m
+vllm.entrypoints.openai.api_server`, prefix caching off so repeats pay
+their prefill) serves one model with a chat template. The same suite runs
+through both backends, alternating,
 --repeats times each; each run's time is the runner's own generate time
 (summary provenance `generate_seconds_this_session`). Both send prompts of
 the same token lengths (the chat template counts inside the length), so the
@@ -23,20 +24,19 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from metabench.backends import BackendOptions
 from metabench.reference_tokenizer import BUNDLED
 from metabench.runner import RunConfig, run
 from metabench.suite import load_suite
+
+# The tests' vLLM server starter (tests/vllm_server.py) is the one way a server is started here.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from vllm_server import serve  # noqa: E402
 
 TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
@@ -65,29 +65,6 @@ def small_chat_llama(folder: Path, context: int) -> Path:
     return folder
 
 
-def serve(model: Path, context: int, log: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--dtype", "float32", "--max-model-len", str(context), "--served-model-name", "bench",
-           "--gpu-memory-utilization", "0.3", "--no-enable-prefix-caching"]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 600
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"vLLM server exited:\n{log.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            return proc, url + "/v1"
-        except OSError:
-            if time.time() > deadline:
-                raise SystemExit(f"vLLM server did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(1)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="model folder with a chat template (default: a random small Llama)")
@@ -99,10 +76,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     model = Path(args.model) if args.model else small_chat_llama(tmp / "model", args.context)
     suite = load_suite(args.suite)
-    proc, url = serve(model, args.context, tmp / "server.log")
     times: dict[str, list[float]] = {"openai": [], "openai-chat": []}
     tokens: dict[str, int] = {}
-    try:
+    kv_space = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    with serve(model, tmp / "server.log", "--no-enable-prefix-caching", name="bench", max_model_len=args.context,
+               env=kv_space) as url:
         for k in range(args.repeats):
             for kind in times:
                 out = tmp / f"{kind}{k}"
@@ -111,9 +89,6 @@ def main() -> None:
                 times[kind].append(summary["provenance"]["generate_seconds_this_session"])
                 rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
                 tokens[kind] = sum(r["output_tokens"] for r in rows)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
     n = len(rows)
     print(f"suite {suite.name}: {n} samples, lengths {', '.join(suite.lengths)} of {args.context} tokens, "
           f"{args.batch_size} concurrent requests, model {model}; median of {args.repeats} runs each")

