@@ -85,6 +85,31 @@ def test_trainer_run_evaluates_every_n_steps(tmp_path):
         assert _rows(tmp_path / "watched" / f"checkpoint-{step}") == _rows(evals / f"step-{step}")
 
 
+@pytest.mark.slow
+def test_an_evaluation_that_cannot_run_is_a_warning_and_training_goes_on(tmp_path, capfd):
+    """step-1's folder already holds another run (other settings): one warning line; step 2 is evaluated."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
+
+    import metabench
+    from metabench.integrations.transformers import MetabenchCallback
+    from metabench.model import register
+
+    register()
+    model, tok = AutoModelForCausalLM.from_pretrained(str(TINY)), AutoTokenizer.from_pretrained(str(TINY))
+    picks = dict(suite="smoke", tasks=["kv_recall:single"], lengths=["1x"], samples=1)
+    metabench.evaluate(model, tok, context=128, out=tmp_path / "evals" / "step-1", step=1, **picks)
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=2, per_device_train_batch_size=2,
+                             save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=_blocks(tok, 4), processing_class=tok,
+                      data_collator=default_data_collator,
+                      callbacks=[MetabenchCallback(every=1, out_dir=tmp_path / "evals", **picks)])
+    trainer.train()
+    warnings = [line for line in capfd.readouterr().err.splitlines() if line.startswith("metabench: warning:")]
+    assert len(warnings) == 1 and "step 1 not evaluated: " in warnings[0] and "different settings" in warnings[0]
+    assert [h["step"] for h in trainer.state.log_history if KEY in h] == [2]
+    assert json.loads((tmp_path / "evals" / "step-2" / "summary.json").read_text())["step"] == 2
+
+
 def test_bad_options_fail_before_training():
     """An unknown task, a bad `every` or an unknown option: one line when the callback is made."""
     from metabench.errors import MetabenchError

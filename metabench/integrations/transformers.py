@@ -18,8 +18,11 @@ on_train_begin (or the one given as `trainer=`).
 
 The suite and its options are checked when the callback is made, so bad
 input fails before training starts. A step already evaluated (a resumed
-training run) is read back from its folder, not run again. Other processes
-go on training meanwhile; with DDP they wait at the next gradient sync.
+training run) is read back from its folder, not run again; an evaluation
+that cannot run (a length beyond the model's window, a step folder holding
+other weights) is one warning line on stderr, and training goes on. Other
+processes go on training meanwhile; with DDP they wait at the next gradient
+sync.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from metabench.api import evaluate, pick_suite
-from metabench.errors import MetabenchError
+from metabench.errors import MetabenchError, warn
 
 
 class MetabenchCallback(TrainerCallback):
@@ -63,8 +66,12 @@ class MetabenchCallback(TrainerCallback):
         step = state.global_step
         if step % self.every or not state.is_world_process_zero:
             return
-        result = evaluate(kwargs["model"], self.tokenizer or kwargs["processing_class"], suite=self.suite,
-                          scoring=self.scoring, out=self.out_dir / f"step-{step}", step=step, **self.options)
+        try:
+            result = evaluate(kwargs["model"], self.tokenizer or kwargs["processing_class"], suite=self.suite,
+                              scoring=self.scoring, out=self.out_dir / f"step-{step}", step=step, **self.options)
+        except MetabenchError as exc:  # an evaluation that cannot run is said, and ends no training run
+            warn(f"step {step} not evaluated: {exc}")
+            return
         logs = {f"metabench/{key}": value for key, value in result.scores().items()}
         if self.trainer is not None:
             due = control.should_log  # the callback handler's on_log clears it: the step's own log would be lost
