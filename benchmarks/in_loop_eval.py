@@ -16,6 +16,7 @@ compared. Each run writes a fresh results folder, so nothing is resumed.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,8 +76,9 @@ def main() -> None:
         times["loglik"].append(api("loglik", k))
         times["cli"].append(command(k))
     med = {name: statistics.median(xs) for name, xs in times.items()}
+    n = len((tmp / "generate-0" / "results.jsonl").read_text().splitlines())
+    shutil.rmtree(tmp)
 
-    n = sum(1 for _ in (tmp / "generate-0" / "results.jsonl").read_text().splitlines())
     print(f"{Path(args.model).name}, suite {args.suite} at {args.lengths} of {args.context} tokens: {n} samples, "
           f"median of {args.repeats}, torch threads {torch.get_num_threads()}")
     for name, label in (("generate", "evaluate(), scoring generate"), ("loglik", "evaluate(), scoring loglik"),
