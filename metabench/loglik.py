@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Sequence
 
 from metabench.backends import Loglik, LoglikRequest
 from metabench.errors import MetabenchError
@@ -64,16 +64,16 @@ def answer_ids(tok: Tokenizer, prompt: str, target: str) -> list[int]:
     return tok.encode(answer)
 
 
-def single_answer(sample: Sample) -> None:
-    """Refuse a sample whose answers form a set in any order: it has no one continuation to score."""
-    if len(sample.answers) != 1:
-        raise MetabenchError(f"--scoring loglik scores one gold answer, but {sample.entry} asks for "
-                             f"{len(sample.answers)} answers in any order; run it with --scoring generate")
+def single_answer(entry: str, answers: Sequence[str]) -> None:
+    """Refuse an entry whose answers form a set in any order: it has no one continuation to score."""
+    if len(answers) != 1:
+        raise MetabenchError(f"--scoring loglik scores one gold answer, but {entry} asks for "
+                             f"{len(answers)} answers in any order; run it with --scoring generate")
 
 
 def request(tok: Tokenizer, sample: Sample, prompt_ids: list[int]) -> LoglikRequest:
     """The loglik request of one sample, whose exact prompt tokens the runner already checked."""
-    single_answer(sample)
+    single_answer(sample.entry, sample.answers)
     ids = answer_ids(tok, sample.prompt, sample.target)
     if len(ids) > sample.answer_budget:  # the length was fitted with this budget: never pass the window
         raise RuntimeError(f"{sample.id}: the gold answer has {len(ids)} tokens, above its budget {sample.answer_budget}")

@@ -56,6 +56,7 @@ import errno
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -214,7 +215,7 @@ def _plan(cfg: RunConfig, backend: Backend | None) -> tuple[RunConfig, _Plan]:
                 "--allow-beyond-context to evaluate it anyway, or extend the window with --rope (e.g. YaRN)"
             )
     if cfg.scoring == "loglik":
-        _single_answers(cfg, tok, lengths[0], context)
+        _single_answers(cfg)
     return cfg, _Plan(kind, target, model, tok, context, lengths, backend, thinking, chat, thinking_budget, need)
 
 
@@ -226,11 +227,13 @@ def _loglik_options(cfg: RunConfig, kind: str) -> None:
         raise MetabenchError("--max-tokens is a generation cap; --scoring loglik generates nothing: drop one of them")
 
 
-def _single_answers(cfg: RunConfig, tok: Tokenizer, shortest: Length, context: int) -> None:
-    """Refuse an entry whose samples ask for a set of answers (loglik scores one continuation)."""
-    opts = dataclasses.replace(cfg.options, context=context)
-    for e in cfg.suite.entries:  # a set of answers has no one continuation: known from any sample of the entry
-        loglik.single_answer(make_sample(e, shortest, 0, cfg.suite.seed, tok, opts))
+def _single_answers(cfg: RunConfig) -> None:
+    """Refuse an entry whose samples ask for a set of answers (loglik scores one continuation). How many answers
+    a sample has is set by the entry's parameters, so one layout (no filler, no tokenizer) tells; a conversation's
+    layout needs its turns, and a conversation asks for one reply."""
+    for e in cfg.suite.entries:
+        if not e.spec.conversation:
+            loglik.single_answer(e.name, e.spec.layout(random.Random(0), 0, cfg.options.marker).answers)
 
 
 def _identity(cfg: RunConfig, plan: _Plan, weights: dict[str, Any] | None) -> dict[str, Any]:

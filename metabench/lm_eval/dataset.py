@@ -70,7 +70,7 @@ def to_doc(sample: Sample, thinking_tokens: int = 0, tok: Tokenizer | None = Non
     doc = asdict(sample)
     doc["max_gen_toks"] = sample.answer_budget + thinking_tokens
     if tok is not None:
-        loglik.single_answer(sample)
+        loglik.single_answer(sample.entry, sample.answers)
         doc["continuation"] = loglik.continuation(sample.prompt, sample.target)
         doc["answer_tokens"] = len(loglik.answer_ids(tok, sample.prompt, sample.target))
     for k in JSON_FIELDS:
