@@ -9,8 +9,8 @@ length, samples are generated, tokenized once, sent in batches, scored, and
 appended to results.jsonl with a flush after each batch.
 
 Stages (one function each): `_plan` (tokenizer, lengths, window; no model),
-the folder (`hold` its lock, `_open_folder` against the identity), `_generate`
-(chunks, progress, rows), `_summary`.
+the folder (`hold` its lock, then metabench/run_folder.py checks it against
+the identity and resumes), `_generate` (chunks, progress, rows), `_summary`.
 
 One writer: a run holds its folder's lock (metabench.lock) from before it
 reads config.json until summary.json is written; a second run into the same
@@ -50,10 +50,7 @@ the other, since the scoring joins the identity.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import json
 import os
 import platform
 import random
@@ -63,17 +60,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from metabench import __version__, loglik
 from metabench.backends import (SERVED, Backend, BackendOptions, Completion, Request, Target, folder_hashes, make_backend,
                                 parse_model, resolve_target)
-from metabench.errors import MetabenchError, warn
+from metabench.errors import MetabenchError
 from metabench.generate import Options, make_sample
 from metabench.lengths import Length, parse_lengths
-from metabench.lock import LOCK_NAME, hold
+from metabench.lock import hold
 from metabench.reasoning import Thinking, split
-from metabench.results import SCORINGS, SUMMARY_FORMAT, check_counts, step_of, load_rows, result_row, summarize_rows, write_json
+from metabench.results import SCORINGS, SUMMARY_FORMAT, result_row, step_of, summarize_rows, write_json
+from metabench.run_folder import disk, finished_summary, make_folder, open_folder, read_config, utc
 from metabench.schema import Sample, dumps
 from metabench.scoring import score
 from metabench.source import tokenizer_folder
@@ -103,10 +101,6 @@ class RunConfig:
             raise MetabenchError(f"scoring {self.scoring!r}: choose one of {', '.join(SCORINGS)}")
         if self.step is not None and self.step < 0:
             raise MetabenchError(f"step {self.step}: a training step is a number >= 0")
-
-
-def _utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _git_commit() -> dict[str, Any]:
@@ -262,78 +256,6 @@ def _identity(cfg: RunConfig, plan: _Plan, weights: dict[str, Any] | None) -> di
     return out
 
 
-# What a differing identity key means, for the message that refuses to mix two runs.
-_CHANGED = {
-    "weights": "the model folder's weights or config.json changed",
-    "tokenizer": "the tokenizer's files changed",
-    "model": "another --model",
-}
-
-
-def _read_config(out: Path) -> dict[str, Any] | None:
-    """The folder's config.json, or None when it holds none (or holds no rows yet: not a run)."""
-    path = out / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-        config["identity"]["model"]
-    except (ValueError, KeyError, TypeError):
-        if not _has_rows(out):
-            return None
-        raise MetabenchError(f"{path} is damaged; use a new --out folder") from None
-    return config
-
-
-def _has_rows(out: Path) -> bool:
-    results = out / "results.jsonl"
-    return results.is_file() and results.stat().st_size > 0
-
-
-def _open_folder(out: Path, identity: dict[str, Any], old: dict[str, Any] | None,
-                 weights: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Validate the results folder against `identity` (or start it); return the rows already scored.
-
-    A folder whose config.json has no rows next to it is not a run yet (a
-    start that failed): the new command takes it over.
-    """
-    results = out / "results.jsonl"
-    if old is not None and _has_rows(out):
-        old_n, new_n = json.loads(dumps(old["identity"])), json.loads(dumps(identity))
-        if "weights" not in old_n:  # a folder from before weights were part of the identity
-            new_n.pop("weights", None)
-        if old_n != new_n:
-            diff = sorted(k for k in set(old_n) | set(new_n) if old_n.get(k) != new_n.get(k))
-            named = ", ".join(f"{k} ({_CHANGED[k]})" if k in _CHANGED else k for k in diff)
-            raise MetabenchError(
-                f"{out} holds a run with different settings ({named} differ); its rows are kept: rerun with the "
-                "original arguments and files to resume, or use a new --out folder"
-            )
-        if weights is not None and old.get("weights") != weights:  # same hashes, new stat: record it
-            write_json(out / "config.json", {**old, "weights": weights})
-    elif old is None and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / "config.json").is_file():
-        raise MetabenchError(f"{out} is not empty and holds no metabench run; use a new --out folder")
-    else:
-        write_json(out / "config.json", {"identity": identity, "weights": weights, "created_at": _utc(),
-                                         "metabench_version": __version__})
-    if not results.is_file():
-        return []
-    _drop_torn_line(results)
-    return load_rows(results)
-
-
-def _drop_torn_line(path: Path) -> None:
-    """A run killed mid-write leaves a last line without newline: cut it off before appending."""
-    with open(path, "r+b") as f:
-        if f.seek(0, os.SEEK_END) == 0:
-            return
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        f.truncate(f.read().rfind(b"\n") + 1)
-
-
 def _row(s: Sample, request: Request, c: Completion, latency: float, thinking: Thinking, tok: Tokenizer) -> dict[str, Any]:
     """The result row of one completion: its reasoning taken out, the answer scored."""
     parts = split(c.text, c.reasoning, thinking, s.prompt)
@@ -354,34 +276,6 @@ def chat_messages(prompt: str, frame: tuple[str, str], system: str | None) -> li
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
-def _finished_summary(cfg: RunConfig, lengths: list[Length], rows: list[dict[str, Any]],
-                      done: set[str]) -> dict[str, Any] | None:
-    """The summary of a run that has every row already, or None when there is work left.
-
-    Rerunning a finished run changes nothing: summary.json keeps the provenance of
-    the sessions that produced the rows (rewriting it would record a later commit,
-    0 s of generation and a start time of the rerun), and no model is loaded.
-    A summary in another format, under another --name, damaged, or counting
-    other samples than the rows (a row written twice), is rebuilt from the rows.
-    """
-    path = cfg.out / "summary.json"
-    ids = (f"{e.name}/{l.label}/{i}" for l in lengths for e in cfg.suite.entries for i in range(e.samples))
-    if not path.exists() or not all(i in done for i in ids):
-        return None
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(summary, dict) or summary.get("format") != SUMMARY_FORMAT:
-            raise ValueError(f"not a summary in format {SUMMARY_FORMAT}")
-        if not isinstance(summary.get("cells"), list) or not isinstance(summary.get("model"), dict):
-            raise ValueError("no cells or no model")
-        check_counts(summary, rows, cfg.out)
-    except (ValueError, KeyError) as exc:  # MetabenchError (check_counts) and JSONDecodeError are ValueErrors
-        warn(f"{path} is rebuilt from the rows: {exc}")
-        return None
-    renamed = cfg.name is not None and summary["model"].get("name") != cfg.name
-    return None if renamed else summary
-
-
 def _chunks(cfg: RunConfig, plan: _Plan, done: set[str]) -> list[tuple[Length, list, bool, int]]:
     """(length, [(entry, index)...], first chunk of its length, samples left at that length), in order of work."""
     chunk = max(1, cfg.backend.batch_size) * (1 if plan.kind == "hf" else 8)
@@ -390,18 +284,6 @@ def _chunks(cfg: RunConfig, plan: _Plan, done: set[str]) -> list[tuple[Length, l
         todo = [(e, i) for e in cfg.suite.entries for i in range(e.samples) if f"{e.name}/{length.label}/{i}" not in done]
         out += [(length, todo[k : k + chunk], k == 0, len(todo)) for k in range(0, len(todo), chunk)]
     return out
-
-
-@contextlib.contextmanager
-def _disk(out: Path) -> Iterator[None]:
-    """A full disk (or quota, or a file system gone read-only) while writing: one line; written rows stay."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO):
-            raise
-        raise MetabenchError(f"cannot write to {out}: {exc.strerror}; the rows already written are kept: "
-                             "free space and rerun the same command to resume") from None
 
 
 def _say(cfg: RunConfig, message: str) -> None:
@@ -441,7 +323,7 @@ def _generate(cfg: RunConfig, plan: _Plan, backend: Backend, done: set[str]) -> 
     bar = None
     results = cfg.out / "results.jsonl"
     _say(cfg, f"generating {'the remaining ' if done else ''}samples in {len(chunks)} chunk(s)")
-    with _disk(cfg.out), open(results, "a", encoding="utf-8") as f, ThreadPoolExecutor(max_workers=1) as pool:
+    with disk(cfg.out), open(results, "a", encoding="utf-8") as f, ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(prepare, chunks[0][0], chunks[0][1]) if chunks else None
         for n, (length, items, first, left) in enumerate(chunks):
             if first and cfg.progress:
@@ -500,21 +382,12 @@ def _summary(cfg: RunConfig, plan: _Plan, backend: Backend, identity: dict[str, 
             "metabench_version": __version__, **_git_commit(), "command": cfg.command,
             "backend": backend.describe(), "tokenizer": {"path": plan.tok.path, "fingerprint": plan.tok.fingerprint},
             "options": identity["options"], "backend_options": dataclasses.asdict(cfg.backend),
-            "hardware": _hardware(), "finished_at": _utc(),
+            "hardware": _hardware(), "finished_at": utc(),
             "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
             "generate_seconds_this_session": round(gen_time, 3), "resumed_from": resumed_from,
         },
         "cells": summarize_rows(rows),
     }
-
-
-def _make_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise MetabenchError(f"--out {out} is a file; give a folder for the results")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MetabenchError(f"cannot create --out {out}: {exc.strerror or exc}; give a writable folder") from None
 
 
 def _weights(cfg: RunConfig, plan: _Plan, backend: Backend | None, old: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -536,14 +409,15 @@ def run(cfg: RunConfig, backend: Backend | None = None) -> dict[str, Any]:
     _say(cfg, "checking the model folder, tokenizer and lengths")
     cfg, plan = _plan(cfg, backend)
     backend = backend or plan.backend
-    _make_folder(cfg.out)
-    with hold(cfg.out), _disk(cfg.out):
-        old = _read_config(cfg.out)
+    make_folder(cfg.out)
+    with hold(cfg.out), disk(cfg.out):
+        old = read_config(cfg.out)
         weights = _weights(cfg, plan, backend, old)
         identity = _identity(cfg, plan, weights)
-        rows = _open_folder(cfg.out, identity, old, weights)
+        rows = open_folder(cfg.out, identity, old, weights)
         done = {r["id"] for r in rows}
-        finished = _finished_summary(cfg, plan.lengths, rows, done)
+        ids = (f"{e.name}/{l.label}/{i}" for l in plan.lengths for e in cfg.suite.entries for i in range(e.samples))
+        finished = finished_summary(cfg.out, ids, cfg.name, rows, done)
         if finished is not None:
             return finished
         if backend is None:
