@@ -306,7 +306,9 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", metavar="TEXT", help="a system message before each prompt (openai-chat, or with --chat-template); "
                    "counted in the length")
     p.add_argument("--name", help="model name on leaderboards (default: the folder or served model name)")
-    p.add_argument("--scoring", default="generate", choices=("generate", "loglik"),
+    from metabench.results import SCORINGS
+
+    p.add_argument("--scoring", default="generate", choices=SCORINGS,
                    help="generate: the model writes each answer (default) | loglik: one forward pass over prompt + "
                    "gold answer, scored by greedy_match and the answer's per-token probability (hf, vllm)")
     p.add_argument("--no-answer-prefix", action="store_true", help="end prompts at the question, without the task's answer prefix")

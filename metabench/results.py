@@ -130,6 +130,11 @@ def result_row(sample: Mapping[str, Any], prediction: str, scores: Mapping[str, 
     }
 
 
+def scoring_of(summary: Mapping[str, Any]) -> str:
+    """How a summary's rows were scored; summaries from before the key existed were generated."""
+    return str(summary.get("scoring", "generate"))
+
+
 def step_of(name: str) -> int | None:
     """The training step a checkpoint folder's name carries (checkpoint-500, step-500, global_step500), else None."""
     m = _STEP_NAME.fullmatch(name)

@@ -358,14 +358,19 @@ def _generate(cfg: RunConfig, plan: _Plan, backend: Backend, done: set[str]) -> 
 def _default_name(plan: _Plan, backend: Backend) -> str:
     if plan.kind in SERVED:
         return getattr(backend, "served", plan.target)
-    return Path(plan.target.partition("@")[0]).name  # a folder's name, or a hub id's NAME
+    return _folder_name(plan)
+
+
+def _folder_name(plan: _Plan) -> str:
+    """The model folder's name, or a hub id's NAME (a revision after @ left out)."""
+    return Path(plan.target.partition("@")[0]).name
 
 
 def _step(cfg: RunConfig, plan: _Plan) -> int | None:
     """--step, else the step a local checkpoint folder's name carries (checkpoint-500), else None."""
     if cfg.step is not None or plan.kind in SERVED or plan.model.target.source.folder is None:  # in memory: no name
         return cfg.step
-    return step_of(Path(plan.target.partition("@")[0]).name)
+    return step_of(_folder_name(plan))
 
 
 def _summary(cfg: RunConfig, plan: _Plan, backend: Backend, identity: dict[str, Any], rows: list[dict[str, Any]],

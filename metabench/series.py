@@ -43,7 +43,7 @@ from typing import Any, Sequence
 from metabench.errors import MetabenchError
 from metabench.regress import (CellResult, CellStats, CheckOptions, CheckReport, Run, compare_cells,
                                identity_problems, read_run)
-from metabench.results import expand_folders, read_summary, step_of
+from metabench.results import expand_folders, read_summary, scoring_of, step_of
 
 SeriesKey = tuple[str, str, "int | None", str]  # (model name, suite name, seed, scoring)
 CellKey = tuple[str, str]  # (entry, length label)
@@ -134,7 +134,7 @@ def checkpoint(folder: str | Path) -> Checkpoint:
         raise MetabenchError(f"{folder}/summary.json: step {step!r} is not a training step (a whole number >= 0)")
     suite = summary.get("suite") or {}
     key = (series_name(summary.get("model") or {}), str(suite.get("name")), suite.get("seed"),
-           str(summary.get("scoring", "generate")))
+           scoring_of(summary))
     return Checkpoint(folder, step, key, summary)
 
 

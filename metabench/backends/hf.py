@@ -96,6 +96,7 @@ class HFBackend:
         pad = gen.pad_token_id if gen.pad_token_id is not None else getattr(config, "pad_token_id", None)
         self.pad = pad if pad is not None else (self.eos if isinstance(self.eos, int) else 0)
         self.tok = load_tokenizer(self.tokenizer_path)  # decodes completions exactly as lengths were measured
+        self.keeps_logits = "logits_to_keep" in inspect.signature(self.lm.forward).parameters  # loglik: answer logits only
 
     def weights(self) -> dict[str, str]:
         """config_sha256 and weights_sha256: of the folder's files, or, for a model in memory, of its config and
@@ -130,7 +131,6 @@ class HFBackend:
     def loglik(self, requests: list[LoglikRequest]) -> list[Loglik]:
         import torch
 
-        keeps = "logits_to_keep" in inspect.signature(self.lm.forward).parameters
         whole = [Request(r.token_ids + r.answer_ids, 0) for r in requests]  # batches() cuts by positions
         out: list[Loglik] = []
         at = 0
@@ -140,7 +140,7 @@ class HFBackend:
             ids, mask = _left_pad(batch, self.pad)
             keep = max(len(r.answer_ids) for r in rs) + 1  # the logit at position p predicts token p + 1
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            extra = {"logits_to_keep": keep} if keeps else {}
+            extra = {"logits_to_keep": keep} if self.keeps_logits else {}
             with torch.inference_mode():
                 logits = self.lm(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                  position_ids=positions.to(self.device), use_cache=False, **extra).logits

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from metabench.errors import MetabenchError
-from metabench.results import check_counts, expand_folders, load_rows, read_summary
+from metabench.results import check_counts, expand_folders, load_rows, read_summary, scoring_of
 
 EXCERPT = 240  # characters kept of each prompt end, target and prediction
 
@@ -137,8 +137,8 @@ def load_run(folder: str | Path, per_cell: int | None) -> Run:
         check_counts(summary, rows, folder)
         samples = pick_samples(rows, per_cell) if per_cell is not None else None
     name = str(model.get("name") or folder.name)
-    if summary.get("scoring", "generate") != "generate":  # greedy_match is not exact_match: never ranked as one
-        name += f" [{summary['scoring']}]"
+    if scoring_of(summary) != "generate":  # greedy_match is not exact_match: never ranked as one
+        name += f" [{scoring_of(summary)}]"
     return Run(
         folder=folder, name=name, spec=str(model.get("spec") or ""),
         context=int(context) if context else None, context_source=str(model.get("context_source") or ""),
